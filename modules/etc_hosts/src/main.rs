@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    matrix_ha_runtime::main(&etc_hosts::SPEC, etc_hosts::run)
+}
