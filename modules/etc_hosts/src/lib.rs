@@ -14,7 +14,8 @@ use std::path::Path;
 
 use matrix_ha_runtime::fs::{self, Attrs, WriteOptions};
 use matrix_ha_runtime::{
-    Context, DefaultValue, Diff, Failure, Kind, ModuleSpec, OptionSpec, Outcome, ReturnSpec,
+    Context, DefaultValue, Diff, Failure, Kind, ModuleSpec, OptionSpec, Outcome, RequiredIf,
+    ReturnSpec,
 };
 use serde::Deserialize;
 
@@ -24,7 +25,7 @@ use hosts::{Entry, Request};
 #[derive(Debug, Deserialize)]
 pub struct Args {
     pub path: String,
-    pub entries: Vec<EntryArg>,
+    pub entries: Option<Vec<EntryArg>>,
     pub state: State,
     pub marker: String,
     pub backup: bool,
@@ -76,7 +77,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          resolvers return the first matching line.",
         "Writes are atomic (temporary file, fsync, rename). A bind-mounted file (such as \
          /etc/hosts in a container) cannot be renamed over: it is then rewritten in place, \
-         never left empty or short, and the result has O(write_method=in_place) and a warning.",
+         never left empty or short, and the result has RV(write_method=in_place) and a warning.",
     ],
     options: &[
         OptionSpec::new("path", Kind::Path)
@@ -85,7 +86,6 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("entries", Kind::List)
             .elements(Kind::Dict)
             .suboptions(&ENTRY_OPTIONS)
-            .default(DefaultValue::EmptyList)
             .doc(&[
                 "What the block holds, in this order. An empty list removes the block.",
                 "The inventory's C(matrix_inventory hosts) prints this list for a site.",
@@ -111,6 +111,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("group", Kind::Str)
             .doc(&["Group (name or gid). Unset keeps the existing group."]),
     ],
+    required_if: &[RequiredIf {
+        option: "state",
+        value: "present",
+        requires: &["entries"],
+    }],
     notes: &[
         "Supports check mode and diff mode; with O(state=present) and a missing file, the file \
          is created (its directory must exist).",
@@ -179,6 +184,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     let entries = args
         .entries
+        .unwrap_or_default()
         .into_iter()
         .map(|e| Entry {
             ip: e.ip,

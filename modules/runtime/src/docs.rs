@@ -5,7 +5,7 @@
 
 use serde_yaml_ng::{Mapping, Value as Yaml};
 
-use crate::spec::{Kind, ModuleSpec, OptionSpec};
+use crate::spec::{Kind, ModuleSpec, OptionSpec, RequiredIf};
 
 /// The collection version the modules are built with.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -22,8 +22,11 @@ fn map(pairs: Vec<(&str, Yaml)>) -> Yaml {
     Yaml::Mapping(m)
 }
 
-fn option_doc(opt: &OptionSpec) -> Yaml {
+fn option_doc(opt: &OptionSpec, rules: &[RequiredIf]) -> Yaml {
     let mut description: Vec<String> = opt.description.iter().map(|s| s.to_string()).collect();
+    for rule in rules.iter().filter(|r| r.requires.contains(&opt.name)) {
+        description.push(format!("Required when O({}={}).", rule.option, rule.value));
+    }
     if let Some((min, max)) = opt.range {
         description.push(format!("Must be between {min} and {max}."));
     }
@@ -58,15 +61,15 @@ fn option_doc(opt: &OptionSpec) -> Yaml {
         pairs.push(("no_log", Yaml::Bool(true)));
     }
     if !opt.suboptions.is_empty() {
-        pairs.push(("suboptions", options_doc(opt.suboptions)));
+        pairs.push(("suboptions", options_doc(opt.suboptions, &[])));
     }
     map(pairs)
 }
 
-fn options_doc(options: &[OptionSpec]) -> Yaml {
+fn options_doc(options: &[OptionSpec], rules: &[RequiredIf]) -> Yaml {
     let mut m = Mapping::new();
     for opt in options {
-        m.insert(Yaml::from(opt.name), option_doc(opt));
+        m.insert(Yaml::from(opt.name), option_doc(opt, rules));
     }
     Yaml::Mapping(m)
 }
@@ -80,7 +83,7 @@ pub fn sidecar_yaml(spec: &ModuleSpec) -> String {
         ("version_added", Yaml::from("0.1.0")),
         ("description", text_list(spec.description)),
         ("author", text_list(&["matrix-ha maintainers"])),
-        ("options", options_doc(spec.options)),
+        ("options", options_doc(spec.options, spec.required_if)),
         (
             "attributes",
             map(vec![
@@ -129,6 +132,14 @@ pub fn sidecar_yaml(spec: &ModuleSpec) -> String {
 pub fn help_options(spec: &ModuleSpec) -> String {
     let mut out = String::from("Module options (keys of the ARGS JSON object):\n");
     write_options(&mut out, spec.options, 2);
+    for rule in spec.required_if {
+        out.push_str(&format!(
+            "\n{}={} requires: {}\n",
+            rule.option,
+            rule.value,
+            rule.requires.join(", ")
+        ));
+    }
     out.push_str(
         "\nKeys starting with _ansible_ are Ansible's: _ansible_check_mode, _ansible_diff and \
          _ansible_no_log are honoured, the others ignored.\n",
@@ -172,7 +183,7 @@ fn write_options(out: &mut String, options: &[OptionSpec], indent: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{DefaultValue, ReturnSpec};
+    use crate::spec::{DefaultValue, RequiredIf, ReturnSpec};
 
     static ENTRY: [OptionSpec; 1] = [OptionSpec::new("ip", Kind::Str)
         .required()
@@ -194,6 +205,11 @@ mod tests {
                 .no_log()
                 .doc(&["A secret."]),
         ],
+        required_if: &[RequiredIf {
+            option: "state",
+            value: "present",
+            requires: &["entries"],
+        }],
         notes: &["A note."],
         examples: "- name: Demo\n  z3r0d3v.matrix_ha.demo:\n    state: present\n",
         returns: &[ReturnSpec {
@@ -219,6 +235,11 @@ mod tests {
             Yaml::Bool(true)
         );
         assert_eq!(d["options"]["secret"]["no_log"], Yaml::Bool(true));
+        let entries_doc = &d["options"]["entries"]["description"];
+        assert_eq!(
+            entries_doc[1],
+            Yaml::from("Required when O(state=present).")
+        );
         assert_eq!(doc["RETURN"]["count"]["sample"], Yaml::from(3));
         assert!(doc["EXAMPLES"]
             .as_str()

@@ -28,4 +28,4 @@ pub mod spec;
 
 pub use result::{Diff, Failure, Outcome};
 pub use run::{execute, main, Context, Overrides, RunFn};
-pub use spec::{DefaultValue, Kind, ModuleSpec, OptionSpec, ReturnSpec};
+pub use spec::{DefaultValue, Kind, ModuleSpec, OptionSpec, RequiredIf, ReturnSpec};

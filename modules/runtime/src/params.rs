@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::coerce::{self, Mismatch};
-use crate::spec::{sorted_names, Kind, OptionSpec};
+use crate::spec::{sorted_names, Kind, OptionSpec, RequiredIf};
 
 /// What Ansible put in the `invocation.module_args` place of a `no_log` option.
 pub const NO_LOG_MARKER: &str = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER";
@@ -41,6 +41,8 @@ pub enum ParamError {
     Unknown { option: String, valid: String },
     #[error("missing required option '{option}'")]
     Missing { option: String },
+    #[error("missing option '{option}', required when {when}")]
+    MissingIf { option: String, when: String },
     #[error("option '{option}': {shown} is not a valid {expected}{hint}")]
     Type {
         option: String,
@@ -112,10 +114,33 @@ pub fn split_flags(
     }
 }
 
-/// Validates `raw` (options only, `_ansible_*` already split off) against `spec`.
-pub fn parse(spec: &[OptionSpec], raw: &Map<String, Value>) -> Result<Params, ParamErrors> {
+/// Validates `raw` (options only, `_ansible_*` already split off) against `spec` and the
+/// `required_if` rules.
+pub fn parse(
+    spec: &[OptionSpec],
+    required_if: &[RequiredIf],
+    raw: &Map<String, Value>,
+) -> Result<Params, ParamErrors> {
     let mut errors = Vec::new();
     let values = check_map(spec, raw, "", &mut errors);
+    for rule in required_if {
+        let text = match values.get(rule.option) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => continue,
+        };
+        if text != rule.value {
+            continue;
+        }
+        for needed in rule.requires {
+            if raw.get(*needed).is_none_or(Value::is_null) {
+                errors.push(ParamError::MissingIf {
+                    option: needed.to_string(),
+                    when: format!("{}={}", rule.option, rule.value),
+                });
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(ParamErrors(errors));
     }
@@ -352,7 +377,7 @@ mod tests {
 
     #[test]
     fn defaults_and_coercion() {
-        let p = parse(&SPEC, &obj(json!({"backup": "yes", "port": "5432"}))).unwrap();
+        let p = parse(&SPEC, &[], &obj(json!({"backup": "yes", "port": "5432"}))).unwrap();
         assert_eq!(p.values["path"], json!("/etc/hosts"));
         assert_eq!(p.values["state"], json!("present"));
         assert_eq!(p.values["backup"], json!(true));
@@ -362,17 +387,42 @@ mod tests {
     }
 
     #[test]
+    fn required_if_needs_the_option_to_be_given() {
+        let rules = [RequiredIf {
+            option: "state",
+            value: "present",
+            requires: &["entries"],
+        }];
+        let err = parse(&SPEC, &rules, &obj(json!({}))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing option 'entries', required when state=present"
+        );
+        assert!(parse(&SPEC, &rules, &obj(json!({"entries": []}))).is_ok());
+        assert!(parse(&SPEC, &rules, &obj(json!({"state": "absent"}))).is_ok());
+    }
+
+    #[test]
     fn explicit_null_means_unset() {
-        let p = parse(&SPEC, &obj(json!({"state": null}))).unwrap();
+        let p = parse(&SPEC, &[], &obj(json!({"state": null}))).unwrap();
         assert_eq!(p.values["state"], json!("present"));
     }
 
     #[test]
     fn nested_dicts_from_key_value_text() {
-        let p = parse(&SPEC, &obj(json!({"entries": ["ip=10.0.0.1 names=a,b"]})));
+        let p = parse(
+            &SPEC,
+            &[],
+            &obj(json!({"entries": ["ip=10.0.0.1 names=a,b"]})),
+        );
         // "names=a,b" splits on the comma as Ansible's k=v parser does: names=a and a bare "b".
         assert!(p.is_err());
-        let p = parse(&SPEC, &obj(json!({"entries": ["ip=10.0.0.1 names='a,b'"]}))).unwrap();
+        let p = parse(
+            &SPEC,
+            &[],
+            &obj(json!({"entries": ["ip=10.0.0.1 names='a,b'"]})),
+        )
+        .unwrap();
         assert_eq!(
             p.values["entries"],
             json!([{"ip": "10.0.0.1", "names": ["a", "b"]}])
@@ -383,6 +433,7 @@ mod tests {
     fn every_problem_is_reported_with_option_and_value() {
         let err = parse(
             &SPEC,
+            &[],
             &obj(
                 json!({"state": "presnt", "port": 70000, "bogus": 1, "backup": "maybe",
                         "entries": [{"ip": "x"}, {"names": "a", "extra": true}]}),
@@ -407,7 +458,7 @@ mod tests {
     fn secrets_are_collected_masked_and_never_shown() {
         let raw =
             obj(json!({"password": "hunter2-x", "users": [{"name": "u", "secret": "s3cr3t!"}]}));
-        let p = parse(&SPEC, &raw).unwrap();
+        let p = parse(&SPEC, &[], &raw).unwrap();
         assert_eq!(
             p.secrets,
             vec!["hunter2-x".to_string(), "s3cr3t!".to_string()]
@@ -419,7 +470,7 @@ mod tests {
         let all = masked(&SPEC, &p.values, true);
         assert_eq!(all["state"], json!(NO_LOG_MARKER));
 
-        let bad = parse(&SPEC, &obj(json!({"password": {"not": "text"}}))).unwrap_err();
+        let bad = parse(&SPEC, &[], &obj(json!({"password": {"not": "text"}}))).unwrap_err();
         assert!(bad.to_string().contains("hidden: no_log"));
         assert!(!bad.to_string().contains("\"text\""));
     }

@@ -91,7 +91,7 @@ pub fn execute<A: DeserializeOwned>(
     flags.check_mode |= overrides.check;
     flags.diff |= overrides.diff;
 
-    let parsed = params::parse(spec.options, &options);
+    let parsed = params::parse(spec.options, spec.required_if, &options);
     let (values, secrets) = match &parsed {
         Ok(p) => (p.values.clone(), p.secrets.clone()),
         // Echo what was given, minus unknown options and no_log values.
@@ -340,6 +340,7 @@ mod tests {
                 .default(DefaultValue::Str("ok")),
             OptionSpec::new("token", Kind::Str).no_log(),
         ],
+        required_if: &[],
         notes: &[],
         examples: "",
         returns: &[],

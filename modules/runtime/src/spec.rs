@@ -146,6 +146,14 @@ pub struct ReturnSpec {
     pub sample: Option<&'static str>,
 }
 
+/// `requires` must be given when option `option` has value `value` (Ansible's `required_if`).
+#[derive(Debug, Clone, Copy)]
+pub struct RequiredIf {
+    pub option: &'static str,
+    pub value: &'static str,
+    pub requires: &'static [&'static str],
+}
+
 /// Everything known about a module: its options, its documentation, its result keys.
 #[derive(Debug, Clone, Copy)]
 pub struct ModuleSpec {
@@ -153,6 +161,7 @@ pub struct ModuleSpec {
     pub short_description: &'static str,
     pub description: &'static [&'static str],
     pub options: &'static [OptionSpec],
+    pub required_if: &'static [RequiredIf],
     pub notes: &'static [&'static str],
     /// YAML text of example tasks.
     pub examples: &'static str,
