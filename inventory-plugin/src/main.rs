@@ -1,0 +1,166 @@
+//! `matrix_inventory`: Ansible script inventory (`--list`, `--host NAME`) and the `plan` and
+//! `hosts` sheets, for one site file or a directory of them. See the crate's README.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use matrix_inventory::error::SiteError;
+use matrix_inventory::planned::PlannedSite;
+use matrix_inventory::{inventory, load, sheet};
+
+#[derive(Parser)]
+#[command(
+    name = "matrix_inventory",
+    version,
+    about = "Dynamic inventory for matrix-ha: one site file → groups, sizes, IP plan, MDAD variables"
+)]
+struct Cli {
+    /// Site file, or a directory of site files (default: $MATRIX_HA_SITE).
+    #[arg(long, global = true, value_name = "PATH")]
+    site: Option<PathBuf>,
+    /// Print the whole inventory as Ansible script-inventory JSON.
+    #[arg(long, conflicts_with = "host")]
+    list: bool,
+    /// Print one host's variables as JSON.
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// Indent the JSON.
+    #[arg(long)]
+    pretty: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the architecture sheet: servers, groups, addresses, sizes, ports to open.
+    Plan {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// The site to print when the directory holds several.
+        #[arg(long, value_name = "SITE")]
+        name: Option<String>,
+    },
+    /// Print the intranet /etc/hosts entries, usable as the etc_hosts module's `entries`.
+    Hosts {
+        #[arg(long, value_enum, default_value_t = Format::Yaml)]
+        format: Format,
+        /// The site to print when the directory holds several.
+        #[arg(long, value_name = "SITE")]
+        name: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Yaml,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("matrix_inventory: cannot write the output: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(message) => {
+            eprintln!("matrix_inventory: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<String, String> {
+    let path = cli
+        .site
+        .clone()
+        .or_else(|| std::env::var_os("MATRIX_HA_SITE").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| SiteError::NoSite.to_string())?;
+    if cli.command.is_some() && (cli.list || cli.host.is_some()) {
+        return Err("--list and --host cannot be combined with a subcommand".into());
+    }
+    let sites = load::load(&path).map_err(|e| e.to_string())?;
+
+    match cli.command {
+        Some(Command::Plan { format, name }) => {
+            let site = pick(&sites, name.as_deref())?;
+            let s = sheet::sheet(site);
+            match format {
+                Format::Text => Ok(sheet::render_text(&s)),
+                Format::Json => to_json(&s, true),
+                Format::Yaml => serde_yaml_ng::to_string(&s).map_err(|e| e.to_string()),
+            }
+        }
+        Some(Command::Hosts { format, name }) => {
+            let site = pick(&sites, name.as_deref())?;
+            let entries = Value::Array(site.etc_hosts());
+            match format {
+                Format::Json => to_json(&entries, true),
+                Format::Yaml | Format::Text => {
+                    serde_yaml_ng::to_string(&entries).map_err(|e| e.to_string())
+                }
+            }
+        }
+        None => {
+            if let Some(name) = cli.host {
+                let vars = inventory::host(&sites, &name).map_err(|e| e.to_string())?;
+                to_json(&vars, cli.pretty)
+            } else if cli.list {
+                to_json(&inventory::list(&sites), cli.pretty)
+            } else {
+                Err("nothing to do: pass --list, --host NAME, or a subcommand (plan, hosts); see --help".into())
+            }
+        }
+    }
+}
+
+fn pick<'a>(sites: &'a [PlannedSite], name: Option<&str>) -> Result<&'a PlannedSite, String> {
+    let names = || {
+        sites
+            .iter()
+            .map(|s| s.topology.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name {
+        Some(n) => sites
+            .iter()
+            .find(|s| s.topology.name == n || s.topology.domain == n)
+            .ok_or_else(|| format!("--name {n:?}: no such site (sites: {})", names())),
+        None if sites.len() == 1 => Ok(&sites[0]),
+        None => Err(format!(
+            "the directory holds {} sites: choose one with --name (sites: {})",
+            sites.len(),
+            names()
+        )),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T, pretty: bool) -> Result<String, String> {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    text.map(|mut t| {
+        t.push('\n');
+        t
+    })
+    .map_err(|e| e.to_string())
+}

@@ -1,0 +1,660 @@
+//! A fully planned site: topology, addresses, workers and pools, and the variables derived from
+//! them for our roles and for MDAD.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Map, Value};
+
+use crate::error::SiteError;
+use crate::ipplan::{IpPlan, PlannedHost};
+use crate::site::SiteFile;
+use crate::synapse::{MdadWorkers, PoolSizing};
+use crate::topology::{Role, Topology};
+
+/// The MDAD migration version this inventory was checked against
+/// (`matrix_playbook_migration_expected_version` in MDAD's defaults).
+pub const MDAD_VALIDATED_VERSION: &str = "v2026.05.18.0";
+
+/// Every vault variable the inventory refers to. The inventory never holds a secret: it emits
+/// `"{{ vault_… }}"` references that the operator's Ansible Vault file resolves.
+pub const VAULT_VARIABLES: [(&str, &str); 11] = [
+    (
+        "vault_matrix_homeserver_generic_secret_key",
+        "MDAD's generic secret (matrix_homeserver_generic_secret_key)",
+    ),
+    (
+        "vault_synapse_db_password",
+        "password of the `synapse` PostgreSQL role, used by Synapse, PgBouncer and Patroni",
+    ),
+    (
+        "vault_patroni_superuser_password",
+        "PostgreSQL superuser (`postgres`) password",
+    ),
+    (
+        "vault_patroni_replication_password",
+        "PostgreSQL replication role password",
+    ),
+    (
+        "vault_patroni_restapi_password",
+        "Patroni REST API basic-auth password",
+    ),
+    (
+        "vault_turn_shared_secret",
+        "TURN static-auth secret shared by coturn and Synapse",
+    ),
+    ("vault_minio_root_user", "MinIO root user"),
+    ("vault_minio_root_password", "MinIO root password"),
+    (
+        "vault_minio_synapse_access_key",
+        "access key of the MinIO user Synapse stores media with",
+    ),
+    (
+        "vault_minio_synapse_secret_key",
+        "secret key of that MinIO user",
+    ),
+    (
+        "vault_keepalived_auth_pass",
+        "VRRP password, at most 8 characters (keepalived truncates longer ones)",
+    ),
+];
+
+fn vault(name: &str) -> Value {
+    debug_assert!(VAULT_VARIABLES.iter().any(|(n, _)| *n == name), "{name}");
+    Value::String(format!("{{{{ {name} }}}}"))
+}
+
+/// Fixed ports of the chain.
+pub const PGBOUNCER_PORT: u16 = 6432;
+pub const POSTGRES_PORT: u16 = 5432;
+pub const PATRONI_RESTAPI_PORT: u16 = 8008;
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+pub const MINIO_API_PORT: u16 = 9000;
+pub const MINIO_CONSOLE_PORT: u16 = 9001;
+/// MDAD's Traefik web entrypoint, published on the Synapse host's intranet address for HAProxy.
+pub const TRAEFIK_WEB_PORT: u16 = 81;
+/// MDAD's federation entrypoint, published the same way.
+pub const TRAEFIK_FEDERATION_PORT: u16 = 8449;
+/// The region MinIO answers to unless configured otherwise.
+pub const MINIO_REGION: &str = "us-east-1";
+
+/// One planned site.
+#[derive(Debug, Clone)]
+pub struct PlannedSite {
+    pub topology: Topology,
+    pub ip: IpPlan,
+    pub workers: MdadWorkers,
+    pub pools: PoolSizing,
+    pub keepalived_vrid: u32,
+    /// Names the intranet /etc/hosts maps to the VIP.
+    pub vip_names: Vec<String>,
+}
+
+impl PlannedSite {
+    /// Validates and plans a parsed site file (pure: no I/O).
+    pub fn plan(site: &SiteFile) -> Result<PlannedSite, SiteError> {
+        let topology = Topology::from_site(site)?;
+        let ip = IpPlan::build(&topology, site)?;
+        let workers = MdadWorkers::from_design(&topology.workers);
+        let pools = PoolSizing::for_processes(workers.processes());
+        let keepalived_vrid = match site.keepalived_vrid {
+            Some(v) if (1..=255).contains(&v) => v,
+            Some(v) => {
+                return Err(SiteError::InvalidOption {
+                    site: topology.domain.clone(),
+                    option: "keepalived_vrid".into(),
+                    value: v.to_string(),
+                    reason: "a VRRP router id between 1 and 255".into(),
+                })
+            }
+            // Last octet of the VIP: distinct per VIP on a /24, never 0 (network address) there.
+            None => match u32::from(ip.vip.octets()[3]) {
+                0 => 1,
+                v => v,
+            },
+        };
+        let d = &topology.domain;
+        let mut vip_names = vec![d.clone(), format!("matrix.{d}"), format!("element.{d}")];
+        for extra in &site.vip_names {
+            let name = extra.trim().to_ascii_lowercase();
+            if name.is_empty() || !name.split('.').all(crate::topology::is_dns_label) {
+                return Err(SiteError::InvalidOption {
+                    site: d.clone(),
+                    option: "vip_names".into(),
+                    value: extra.clone(),
+                    reason: "a DNS name".into(),
+                });
+            }
+            if !vip_names.contains(&name) {
+                vip_names.push(name);
+            }
+        }
+        Ok(PlannedSite {
+            topology,
+            ip,
+            workers,
+            pools,
+            keepalived_vrid,
+            vip_names,
+        })
+    }
+
+    pub fn fqdn(&self, short: &str) -> String {
+        format!("{short}.{}", self.topology.domain)
+    }
+
+    /// Group name of a role-like group inside this site, e.g. `chat_z3r0d3v_com_patroni`.
+    pub fn group(&self, group: &str) -> String {
+        format!("{}_{group}", self.topology.name)
+    }
+
+    fn hosts(&self, role: Role) -> Vec<&PlannedHost> {
+        self.ip.hosts_of(role).collect()
+    }
+
+    fn synapse(&self) -> Option<&PlannedHost> {
+        self.ip.hosts_of(Role::Synapse).next()
+    }
+
+    fn addresses(&self, role: Role) -> Vec<Value> {
+        self.ip
+            .hosts_of(role)
+            .map(|h| Value::String(h.address.to_string()))
+            .collect()
+    }
+
+    fn peers(&self, role: Role) -> Value {
+        Value::Array(
+            self.ip
+                .hosts_of(role)
+                .map(|h| json!({"name": h.name, "fqdn": self.fqdn(&h.name), "address": h.address.to_string()}))
+                .collect(),
+        )
+    }
+
+    /// The intranet /etc/hosts: the VIP with the Matrix names, then every server. Each entry is
+    /// `{ip, names}`, the shape of the etc_hosts module's `entries` option.
+    pub fn etc_hosts(&self) -> Vec<Value> {
+        let mut entries = Vec::with_capacity(self.ip.hosts.len() + 1);
+        entries.push(json!({"ip": self.ip.vip.to_string(), "names": self.vip_names}));
+        for h in &self.ip.hosts {
+            entries
+                .push(json!({"ip": h.address.to_string(), "names": [self.fqdn(&h.name), h.name]}));
+        }
+        entries
+    }
+
+    /// TURN URIs handed to Matrix clients: every coturn server, UDP, TCP and TLS.
+    pub fn turn_uris(&self) -> Vec<Value> {
+        let mut uris = Vec::new();
+        for h in self.ip.hosts_of(Role::Coturn) {
+            let f = self.fqdn(&h.name);
+            uris.push(Value::String(format!("turn:{f}:3478?transport=udp")));
+            uris.push(Value::String(format!("turn:{f}:3478?transport=tcp")));
+            uris.push(Value::String(format!("turns:{f}:5349?transport=tcp")));
+        }
+        uris
+    }
+
+    /// `site_*` facts, set on the site's parent group.
+    pub fn site_vars(&self) -> Map<String, Value> {
+        let t = &self.topology;
+        let mut v = Map::new();
+        v.insert("site_name".into(), json!(t.name));
+        v.insert("site_domain".into(), json!(t.domain));
+        v.insert("site_scale".into(), json!(t.scale.name()));
+        v.insert("site_capacity_ccu".into(), json!(t.scale.capacity_ccu()));
+        if let Some(ccu) = t.expected_ccu {
+            v.insert("site_expected_ccu".into(), json!(ccu));
+        }
+        v.insert("site_network".into(), json!(self.ip.network.to_string()));
+        v.insert(
+            "site_netmask".into(),
+            json!(self.ip.network.netmask().to_string()),
+        );
+        v.insert(
+            "site_prefix_len".into(),
+            json!(self.ip.network.prefix_len()),
+        );
+        v.insert("site_gateway".into(), json!(self.ip.gateway.to_string()));
+        v.insert("site_vip".into(), json!(self.ip.vip.to_string()));
+        v.insert("site_vip_names".into(), json!(self.vip_names));
+        v.insert("site_federation_enabled".into(), json!(t.federation));
+        v.insert("site_servers_total".into(), json!(t.total_servers()));
+        v.insert("site_turn_uris".into(), Value::Array(self.turn_uris()));
+        v.insert("etc_hosts_entries".into(), Value::Array(self.etc_hosts()));
+        v
+    }
+
+    /// Variables of our roles, set on the site's role groups (`<site>_<group>`).
+    pub fn group_vars(&self, group: &str) -> Map<String, Value> {
+        let mut v = Map::new();
+        let p = &self.pools;
+        let vip = self.ip.vip.to_string();
+        match group {
+            "etcd" => {
+                let initial: Vec<String> = self
+                    .hosts(Role::Patroni)
+                    .iter()
+                    .map(|h| format!("{}=http://{}:{ETCD_PEER_PORT}", h.name, h.address))
+                    .collect();
+                v.insert("etcd_cluster_token".into(), json!(self.topology.name));
+                v.insert("etcd_initial_cluster".into(), json!(initial.join(",")));
+                v.insert("etcd_peers".into(), self.peers(Role::Patroni));
+                v.insert("etcd_client_port".into(), json!(ETCD_CLIENT_PORT));
+                v.insert("etcd_peer_port".into(), json!(ETCD_PEER_PORT));
+            }
+            "patroni" => {
+                let etcd: Vec<String> = self
+                    .hosts(Role::Patroni)
+                    .iter()
+                    .map(|h| format!("{}:{ETCD_CLIENT_PORT}", h.address))
+                    .collect();
+                let mut clients = self.addresses(Role::Haproxy);
+                clients.extend(self.addresses(Role::Synapse));
+                clients.extend(self.addresses(Role::Monitoring));
+                clients.extend(self.addresses(Role::Backup));
+                v.insert("patroni_scope".into(), json!(self.topology.name));
+                v.insert("patroni_peers".into(), self.peers(Role::Patroni));
+                v.insert("patroni_etcd_hosts".into(), json!(etcd));
+                v.insert("patroni_postgres_port".into(), json!(POSTGRES_PORT));
+                v.insert("patroni_restapi_port".into(), json!(PATRONI_RESTAPI_PORT));
+                v.insert(
+                    "patroni_max_connections".into(),
+                    json!(p.postgres_max_connections),
+                );
+                v.insert(
+                    "patroni_superuser_reserved_connections".into(),
+                    json!(crate::synapse::SUPERUSER_RESERVED),
+                );
+                v.insert("patroni_allowed_clients".into(), Value::Array(clients));
+                v.insert("patroni_synapse_database".into(), json!("synapse"));
+                v.insert("patroni_synapse_user".into(), json!("synapse"));
+                v.insert(
+                    "patroni_synapse_password".into(),
+                    vault("vault_synapse_db_password"),
+                );
+                v.insert(
+                    "patroni_superuser_password".into(),
+                    vault("vault_patroni_superuser_password"),
+                );
+                v.insert(
+                    "patroni_replication_password".into(),
+                    vault("vault_patroni_replication_password"),
+                );
+                v.insert(
+                    "patroni_restapi_password".into(),
+                    vault("vault_patroni_restapi_password"),
+                );
+            }
+            "pgbouncer" => {
+                let listen = self.synapse().map(|h| h.address.to_string());
+                v.insert("pgbouncer_listen_address".into(), json!(listen));
+                v.insert("pgbouncer_listen_port".into(), json!(PGBOUNCER_PORT));
+                v.insert("pgbouncer_pool_mode".into(), json!("transaction"));
+                v.insert("pgbouncer_upstream_host".into(), json!(vip));
+                v.insert("pgbouncer_upstream_port".into(), json!(POSTGRES_PORT));
+                v.insert("pgbouncer_database".into(), json!("synapse"));
+                v.insert("pgbouncer_user".into(), json!("synapse"));
+                v.insert(
+                    "pgbouncer_password".into(),
+                    vault("vault_synapse_db_password"),
+                );
+                v.insert(
+                    "pgbouncer_synapse_processes".into(),
+                    json!(p.synapse_processes),
+                );
+                v.insert("pgbouncer_synapse_cp_max".into(), json!(p.cp_max));
+                v.insert(
+                    "pgbouncer_default_pool_size".into(),
+                    json!(p.default_pool_size),
+                );
+                v.insert(
+                    "pgbouncer_reserve_pool_size".into(),
+                    json!(p.reserve_pool_size),
+                );
+                v.insert(
+                    "pgbouncer_max_db_connections".into(),
+                    json!(p.max_db_connections),
+                );
+                v.insert("pgbouncer_max_client_conn".into(), json!(p.max_client_conn));
+                v.insert(
+                    "pgbouncer_pool_alert_percent".into(),
+                    json!(crate::synapse::POOL_SHARE_PERCENT),
+                );
+            }
+            "haproxy" => {
+                let postgres: Vec<Value> = self
+                    .hosts(Role::Patroni)
+                    .iter()
+                    .map(|h| json!({"name": h.name, "address": h.address.to_string(), "port": POSTGRES_PORT, "check_port": PATRONI_RESTAPI_PORT}))
+                    .collect();
+                let minio: Vec<Value> = self
+                    .hosts(Role::Minio)
+                    .iter()
+                    .map(|h| json!({"name": h.name, "address": h.address.to_string(), "port": MINIO_API_PORT}))
+                    .collect();
+                let synapse = self.synapse().map(|h| h.address.to_string());
+                v.insert("haproxy_vip".into(), json!(vip));
+                v.insert("haproxy_public_names".into(), json!(self.vip_names));
+                v.insert("haproxy_public_ports".into(), json!([80, 443, 8448]));
+                v.insert("haproxy_synapse_address".into(), json!(synapse));
+                v.insert("haproxy_synapse_web_port".into(), json!(TRAEFIK_WEB_PORT));
+                v.insert(
+                    "haproxy_synapse_federation_port".into(),
+                    json!(TRAEFIK_FEDERATION_PORT),
+                );
+                v.insert("haproxy_postgres_port".into(), json!(POSTGRES_PORT));
+                v.insert("haproxy_postgres_backends".into(), Value::Array(postgres));
+                v.insert("haproxy_minio_port".into(), json!(MINIO_API_PORT));
+                v.insert("haproxy_minio_backends".into(), Value::Array(minio));
+            }
+            "keepalived" => {
+                v.insert("keepalived_vip".into(), json!(vip));
+                v.insert(
+                    "keepalived_vip_prefix_len".into(),
+                    json!(self.ip.network.prefix_len()),
+                );
+                v.insert(
+                    "keepalived_virtual_router_id".into(),
+                    json!(self.keepalived_vrid),
+                );
+                v.insert(
+                    "keepalived_auth_pass".into(),
+                    vault("vault_keepalived_auth_pass"),
+                );
+            }
+            "minio" => {
+                let n = self.topology.role(Role::Minio).count;
+                let pattern = self
+                    .topology
+                    .name_pattern
+                    .replace("{role}", "minio")
+                    .replace("{index}", &format!("{{1...{n}}}"));
+                let set = erasure_set_size(n);
+                let parity = default_parity(set);
+                let disk = self.topology.role(Role::Minio).size.disk_gb;
+                v.insert("minio_nodes".into(), self.peers(Role::Minio));
+                v.insert(
+                    "minio_pool_url_pattern".into(),
+                    json!(format!(
+                        "http://{pattern}.{}:{MINIO_API_PORT}",
+                        self.topology.domain
+                    )),
+                );
+                v.insert("minio_erasure_set_size".into(), json!(set));
+                v.insert("minio_parity".into(), json!(parity));
+                if let Some(disk) = disk {
+                    let usable =
+                        u64::from(disk) * u64::from(n) * u64::from(set - parity) / u64::from(set);
+                    v.insert("minio_usable_gb".into(), json!(usable));
+                }
+                v.insert("minio_api_port".into(), json!(MINIO_API_PORT));
+                v.insert("minio_console_port".into(), json!(MINIO_CONSOLE_PORT));
+                v.insert("minio_region".into(), json!(MINIO_REGION));
+                v.insert("minio_root_user".into(), vault("vault_minio_root_user"));
+                v.insert(
+                    "minio_root_password".into(),
+                    vault("vault_minio_root_password"),
+                );
+                v.insert(
+                    "minio_synapse_bucket".into(),
+                    json!(self.topology.media_bucket),
+                );
+                v.insert(
+                    "minio_synapse_access_key".into(),
+                    vault("vault_minio_synapse_access_key"),
+                );
+                v.insert(
+                    "minio_synapse_secret_key".into(),
+                    vault("vault_minio_synapse_secret_key"),
+                );
+            }
+            _ => {}
+        }
+        v
+    }
+
+    /// Host variables: address, resources, per-host role settings, and for the Synapse host the
+    /// MDAD variables (host variables outrank MDAD's own `group_vars/matrix_servers`).
+    pub fn host_vars(&self, h: &PlannedHost) -> Map<String, Value> {
+        let size = self.topology.role(h.role).size;
+        let mut v = Map::new();
+        v.insert("ansible_host".into(), json!(h.address.to_string()));
+        v.insert("site_host_role".into(), json!(h.role.name()));
+        v.insert("site_host_index".into(), json!(h.index));
+        v.insert("site_host_short_name".into(), json!(h.name));
+        v.insert("site_host_fqdn".into(), json!(self.fqdn(&h.name)));
+        v.insert("site_host_address_pinned".into(), json!(h.pinned));
+        v.insert("site_host_vcpu".into(), json!(size.vcpu));
+        v.insert("site_host_ram_gb".into(), json!(size.ram_gb));
+        if let Some(d) = size.disk_gb {
+            v.insert("site_host_disk_gb".into(), json!(d));
+        }
+        if let Some(b) = size.bandwidth_gbps {
+            v.insert("site_host_bandwidth_gbps".into(), json!(b));
+        }
+        match h.role {
+            Role::Patroni => {
+                v.insert("patroni_name".into(), json!(h.name));
+                v.insert("etcd_name".into(), json!(h.name));
+            }
+            Role::Haproxy => {
+                let peers: Vec<Value> = self
+                    .ip
+                    .hosts_of(Role::Haproxy)
+                    .filter(|p| p.name != h.name)
+                    .map(|p| Value::String(p.address.to_string()))
+                    .collect();
+                // The first node is preferred; each next one 10 lower.
+                let priority = 150u32.saturating_sub(10 * (h.index - 1)).max(1);
+                v.insert("keepalived_priority".into(), json!(priority));
+                v.insert(
+                    "keepalived_unicast_src_ip".into(),
+                    json!(h.address.to_string()),
+                );
+                v.insert("keepalived_unicast_peers".into(), Value::Array(peers));
+            }
+            Role::Synapse => v.extend(self.mdad_vars(h.address)),
+            _ => {}
+        }
+        v
+    }
+
+    /// The MDAD variables of the Synapse host, with MDAD's current names.
+    pub fn mdad_vars(&self, synapse: Ipv4Addr) -> Map<String, Value> {
+        let t = &self.topology;
+        let p = &self.pools;
+        let vip = self.ip.vip;
+        let haproxy: Vec<Value> = self.addresses(Role::Haproxy);
+        let mut v = Map::new();
+        let mut set = |k: &str, value: Value| {
+            v.insert(k.to_string(), value);
+        };
+        set("matrix_domain", json!(t.domain));
+        set(
+            "matrix_playbook_migration_validated_version",
+            json!(MDAD_VALIDATED_VERSION),
+        );
+        set("matrix_homeserver_implementation", json!("synapse"));
+        set(
+            "matrix_homeserver_generic_secret_key",
+            vault("vault_matrix_homeserver_generic_secret_key"),
+        );
+        set("matrix_homeserver_federation_enabled", json!(t.federation));
+
+        // MDAD's Traefik behind HAProxy (docs/configuring-playbook-own-webserver.md):
+        // no TLS, no certificates, entrypoints on the intranet address for HAProxy only.
+        set(
+            "matrix_playbook_reverse_proxy_type",
+            json!("playbook-managed-traefik"),
+        );
+        set("matrix_playbook_ssl_enabled", json!(true));
+        set("traefik_config_entrypoint_web_secure_enabled", json!(false));
+        set(
+            "traefik_container_web_host_bind_port",
+            json!(format!("{synapse}:{TRAEFIK_WEB_PORT}")),
+        );
+        set(
+            "traefik_config_entrypoint_web_forwardedHeaders_trustedIPs",
+            Value::Array(haproxy.clone()),
+        );
+        set(
+            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_host_bind_port",
+            json!(format!("{synapse}:{TRAEFIK_FEDERATION_PORT}")),
+        );
+        set(
+            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_http3_enabled",
+            json!(false),
+        );
+        set(
+            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_custom",
+            json!({"forwardedHeaders": {"trustedIPs": haproxy}}),
+        );
+
+        // Workers: the specialized preset, every count explicit.
+        set("matrix_synapse_workers_enabled", json!(true));
+        set(
+            "matrix_synapse_workers_preset",
+            json!("specialized-workers"),
+        );
+        for (name, count) in self.workers.variables() {
+            set(&name, json!(count));
+        }
+
+        // External PostgreSQL through PgBouncer on this host (addresses, not names: Synapse's
+        // container does not read the host's /etc/hosts).
+        set("postgres_enabled", json!(false));
+        set("matrix_synapse_database_host", json!(synapse.to_string()));
+        set("matrix_synapse_database_port", json!(PGBOUNCER_PORT));
+        set("matrix_synapse_database_user", json!("synapse"));
+        set(
+            "matrix_synapse_database_password",
+            vault("vault_synapse_db_password"),
+        );
+        set("matrix_synapse_database_database", json!("synapse"));
+        set("matrix_synapse_database_cp_min", json!(p.cp_min));
+        set("matrix_synapse_database_cp_max", json!(p.cp_max));
+
+        // Media in MinIO through the VIP.
+        set(
+            "matrix_synapse_ext_synapse_s3_storage_provider_enabled",
+            json!(true),
+        );
+        set(
+            "matrix_synapse_ext_synapse_s3_storage_provider_config_bucket",
+            json!(t.media_bucket),
+        );
+        set(
+            "matrix_synapse_ext_synapse_s3_storage_provider_config_endpoint_url",
+            json!(format!("http://{vip}:{MINIO_API_PORT}")),
+        );
+        set(
+            "matrix_synapse_ext_synapse_s3_storage_provider_config_region_name",
+            json!(MINIO_REGION),
+        );
+        set(
+            "matrix_synapse_ext_synapse_s3_storage_provider_config_access_key_id",
+            vault("vault_minio_synapse_access_key"),
+        );
+        set(
+            "matrix_synapse_ext_synapse_s3_storage_provider_config_secret_access_key",
+            vault("vault_minio_synapse_secret_key"),
+        );
+
+        // External TURN: our coturn servers, not MDAD's.
+        set("coturn_enabled", json!(false));
+        set("matrix_synapse_turn_uris", Value::Array(self.turn_uris()));
+        set(
+            "matrix_synapse_turn_shared_secret",
+            vault("vault_turn_shared_secret"),
+        );
+        v
+    }
+}
+
+/// MinIO's erasure set size for `drives` drives in one pool: the largest of 2..=16 dividing it.
+pub fn erasure_set_size(drives: u32) -> u32 {
+    (2..=16)
+        .rev()
+        .find(|s| drives % s == 0)
+        .unwrap_or(drives.max(1))
+}
+
+/// MinIO's default parity for an erasure set size.
+pub fn default_parity(set: u32) -> u32 {
+    match set {
+        0 | 1 => 0,
+        2 | 3 => 1,
+        4 | 5 => 2,
+        6 | 7 => 3,
+        _ => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(extra: &str) -> PlannedSite {
+        let text =
+            format!("domain: chat.z3r0d3v.com\nnetwork: 10.20.0.0/24\nvip: 10.20.0.10\n{extra}");
+        let site = SiteFile::parse(&text, std::path::Path::new("t.yml")).expect("parses");
+        PlannedSite::plan(&site).expect("plans")
+    }
+
+    #[test]
+    fn etc_hosts_maps_the_matrix_names_to_the_vip_first() {
+        let p = planned("scale: small\n");
+        let entries = p.etc_hosts();
+        assert_eq!(entries.len(), 17);
+        assert_eq!(entries[0]["ip"], "10.20.0.10");
+        assert_eq!(entries[0]["names"][0], "chat.z3r0d3v.com");
+        assert!(entries.iter().any(|e| e["ip"] == "10.20.0.31"
+            && e["names"] == json!(["patroni-1.chat.z3r0d3v.com", "patroni-1"])));
+    }
+
+    #[test]
+    fn synapse_reaches_pgbouncer_on_its_own_address_and_pool_matches() {
+        let p = planned("scale: large\n");
+        let v = p.mdad_vars(Ipv4Addr::new(10, 20, 0, 21));
+        assert_eq!(v["matrix_synapse_database_host"], "10.20.0.21");
+        assert_eq!(v["matrix_synapse_database_port"], 6432);
+        assert_eq!(v["postgres_enabled"], false);
+        let pg = p.group_vars("pgbouncer");
+        let cp_max = v["matrix_synapse_database_cp_max"].as_u64().unwrap_or(0);
+        let procs = pg["pgbouncer_synapse_processes"].as_u64().unwrap_or(0);
+        assert!(pg["pgbouncer_default_pool_size"].as_u64().unwrap_or(0) >= procs * cp_max);
+        assert!(pg["pgbouncer_max_client_conn"].as_u64().unwrap_or(0) >= procs * cp_max);
+    }
+
+    #[test]
+    fn minio_pool_layout() {
+        let p = planned("scale: medium\n");
+        let m = p.group_vars("minio");
+        assert_eq!(
+            m["minio_pool_url_pattern"],
+            "http://minio-{1...4}.chat.z3r0d3v.com:9000"
+        );
+        assert_eq!(m["minio_erasure_set_size"], 4);
+        assert_eq!(m["minio_parity"], 2);
+        assert_eq!(m["minio_usable_gb"], 8_000);
+        assert_eq!(erasure_set_size(6), 6);
+        assert_eq!(erasure_set_size(32), 16);
+    }
+
+    #[test]
+    fn keepalived_peers_and_priorities() {
+        let p = planned("scale: small\n");
+        let hosts: Vec<_> = p.ip.hosts_of(Role::Haproxy).cloned().collect();
+        let first = p.host_vars(&hosts[0]);
+        let second = p.host_vars(&hosts[1]);
+        assert_eq!(first["keepalived_unicast_peers"], json!(["10.20.0.12"]));
+        assert_eq!(second["keepalived_unicast_peers"], json!(["10.20.0.11"]));
+        assert!(first["keepalived_priority"].as_u64() > second["keepalived_priority"].as_u64());
+        assert_eq!(
+            p.group_vars("keepalived")["keepalived_virtual_router_id"],
+            10
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The site file: what an operator writes once per customer.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::error::SiteError;
+
+/// One customer's site file, exactly as written. Unknown keys are refused so a typo never goes
+/// unnoticed. See the inventory README for the reference of every key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    /// The inventory plugin's own key in the plugin form (`plugin: z3r0d3v.matrix_ha.scale`).
+    pub plugin: Option<String>,
+    /// The Matrix domain (`matrix_domain`), e.g. `chat.z3r0d3v.com`.
+    pub domain: Option<String>,
+    /// Group-name prefix of this site; defaults to the domain with `.` and `-` as `_`.
+    pub name: Option<String>,
+    /// `small`, `medium` or `large`.
+    pub scale: Option<String>,
+    /// Expected concurrent users; picks the scale when `scale` is absent.
+    pub expected_ccu: Option<u64>,
+    /// The customer's private IPv4 range, e.g. `10.20.0.0/24`.
+    pub network: Option<String>,
+    /// The default gateway; defaults to the first usable address of `network`.
+    pub gateway: Option<String>,
+    /// The HAProxy/keepalived virtual IP.
+    pub vip: Option<String>,
+    /// Addresses the customer already has: short host name → address.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
+    /// Host naming pattern with `{role}` and `{index}`; default `{role}-{index}`.
+    pub name_pattern: Option<String>,
+    /// Layout of the address plan.
+    #[serde(default)]
+    pub ip_plan: IpPlanOptions,
+    /// Per-role overrides of the count and sizes of the scale.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleOverride>,
+    /// Overrides of the scale's Synapse worker counts.
+    #[serde(default)]
+    pub workers: WorkerOverride,
+    /// Matrix federation (`matrix_homeserver_federation_enabled`); default true.
+    pub federation: Option<bool>,
+    /// The MinIO bucket Synapse stores media in; default `synapse-media`.
+    pub media_bucket: Option<String>,
+    /// keepalived virtual router id (1-255, unique on the L2 segment).
+    pub keepalived_vrid: Option<u32>,
+    /// Extra names the intranet /etc/hosts maps to the VIP.
+    #[serde(default)]
+    pub vip_names: Vec<String>,
+}
+
+/// `ip_plan:` — where each role's block of addresses starts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpPlanOptions {
+    /// Addresses per role block (default 10: role k starts at offset 10·(k+1)).
+    pub block_size: Option<u32>,
+    /// Offset of a role's block inside the network, overriding the default.
+    #[serde(default)]
+    pub offsets: BTreeMap<String, u32>,
+}
+
+/// `roles.<role>:` — overrides of the scale's table for one role.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleOverride {
+    pub count: Option<u32>,
+    pub vcpu: Option<u32>,
+    pub ram_gb: Option<u32>,
+    pub disk_gb: Option<u32>,
+    pub bandwidth_gbps: Option<u32>,
+}
+
+/// `workers:` — overrides of the design's worker counts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerOverride {
+    pub sync: Option<u32>,
+    pub generic: Option<u32>,
+    pub federation_sender: Option<u32>,
+    pub event_persister: Option<u32>,
+}
+
+impl SiteFile {
+    /// Parses a site file. YAML errors carry the line and column.
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<SiteFile, SiteError> {
+        // An empty document is a site file with no keys, reported as missing options later.
+        if text.trim().is_empty() {
+            return Ok(SiteFile::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| SiteError::Yaml {
+            path: path.to_path_buf(),
+            message: yaml_message(&e),
+        })
+    }
+}
+
+fn yaml_message(e: &serde_yaml_ng::Error) -> String {
+    let text = e.to_string();
+    match e.location() {
+        Some(loc) if !text.contains("line ") => {
+            format!("line {} column {}: {text}", loc.line(), loc.column())
+        }
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn minimal_site_parses() {
+        let site = SiteFile::parse(
+            "domain: chat.z3r0d3v.com\nscale: large\nnetwork: 10.20.0.0/24\nvip: 10.20.0.10\nhosts:\n  patroni-1: 10.20.0.31\n",
+            Path::new("x.yml"),
+        )
+        .expect("parses");
+        assert_eq!(site.domain.as_deref(), Some("chat.z3r0d3v.com"));
+        assert_eq!(
+            site.hosts.get("patroni-1").map(String::as_str),
+            Some("10.20.0.31")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let err = SiteFile::parse("domain: a.b\nsclae: large\n", Path::new("x.yml"))
+            .expect_err("typo refused");
+        let msg = err.to_string();
+        assert!(msg.contains("sclae"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+}

@@ -1,0 +1,604 @@
+//! The design's topology: one set of roles at every scale; only counts, sizes and workers change.
+
+use std::fmt;
+
+use crate::error::SiteError;
+use crate::site::SiteFile;
+
+/// The three scales of the design, by concurrent users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scale {
+    Small,
+    Medium,
+    Large,
+}
+
+impl Scale {
+    pub const ALL: [Scale; 3] = [Scale::Small, Scale::Medium, Scale::Large];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Small => "small",
+            Scale::Medium => "medium",
+            Scale::Large => "large",
+        }
+    }
+
+    /// Concurrent users the scale is designed for.
+    pub fn capacity_ccu(self) -> u64 {
+        match self {
+            Scale::Small => 1_000,
+            Scale::Medium => 5_000,
+            Scale::Large => 10_000,
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Scale> {
+        Scale::ALL.into_iter().find(|s| s.name() == value)
+    }
+
+    /// The smallest scale whose capacity covers `ccu`.
+    pub fn for_ccu(ccu: u64) -> Option<Scale> {
+        Scale::ALL.into_iter().find(|s| ccu <= s.capacity_ccu())
+    }
+}
+
+impl fmt::Display for Scale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A server role. The order is the order of the address blocks (see [`crate::ipplan`]) and must
+/// never change: appending a new role at the end keeps every existing address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Haproxy,
+    Synapse,
+    Patroni,
+    Minio,
+    Coturn,
+    Livekit,
+    Monitoring,
+    Backup,
+}
+
+impl Role {
+    pub const ALL: [Role; 8] = [
+        Role::Haproxy,
+        Role::Synapse,
+        Role::Patroni,
+        Role::Minio,
+        Role::Coturn,
+        Role::Livekit,
+        Role::Monitoring,
+        Role::Backup,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Haproxy => "haproxy",
+            Role::Synapse => "synapse",
+            Role::Patroni => "patroni",
+            Role::Minio => "minio",
+            Role::Coturn => "coturn",
+            Role::Livekit => "livekit",
+            Role::Monitoring => "monitoring",
+            Role::Backup => "backup",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == value)
+    }
+
+    /// Index of the role's address block.
+    pub fn block_index(self) -> u32 {
+        Role::ALL.iter().position(|r| *r == self).unwrap_or(0) as u32
+    }
+
+    /// Inventory groups a host of this role belongs to (besides the site and scale groups).
+    pub fn groups(self) -> &'static [&'static str] {
+        match self {
+            Role::Haproxy => &["haproxy", "keepalived"],
+            Role::Synapse => &["synapse", "matrix_servers", "pgbouncer"],
+            Role::Patroni => &["patroni", "etcd"],
+            Role::Minio => &["minio"],
+            Role::Coturn => &["coturn"],
+            Role::Livekit => &["livekit"],
+            Role::Monitoring => &["monitoring"],
+            Role::Backup => &["backup"],
+        }
+    }
+}
+
+/// Every role-like group, in output order.
+pub const GROUPS: [&str; 12] = [
+    "matrix_servers",
+    "synapse",
+    "patroni",
+    "etcd",
+    "pgbouncer",
+    "minio",
+    "haproxy",
+    "keepalived",
+    "coturn",
+    "livekit",
+    "monitoring",
+    "backup",
+];
+
+/// Resources of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub vcpu: u32,
+    pub ram_gb: u32,
+    /// Data disk; `None` where the design gives none.
+    pub disk_gb: Option<u32>,
+    /// Network bandwidth; the design gives it for TURN servers only.
+    pub bandwidth_gbps: Option<u32>,
+}
+
+const fn size(vcpu: u32, ram_gb: u32, disk_gb: Option<u32>) -> Size {
+    Size {
+        vcpu,
+        ram_gb,
+        disk_gb,
+        bandwidth_gbps: None,
+    }
+}
+
+/// The design's table (doc 001): server count and size of a role at a scale.
+pub fn design_role(scale: Scale, role: Role) -> (u32, Size) {
+    use Role::*;
+    use Scale::*;
+    match (role, scale) {
+        (Synapse, Small) => (1, size(16, 64, Some(500))),
+        (Synapse, Medium) => (1, size(24, 96, Some(1_000))),
+        (Synapse, Large) => (1, size(48, 128, Some(2_000))),
+        (Patroni, Small) => (3, size(8, 32, Some(500))),
+        (Patroni, Medium) => (3, size(12, 48, Some(1_000))),
+        (Patroni, Large) => (3, size(16, 64, Some(1_000))),
+        (Minio, Small) => (4, size(4, 16, Some(2_000))),
+        (Minio, Medium) => (4, size(8, 32, Some(4_000))),
+        (Minio, Large) => (4, size(8, 32, Some(8_000))),
+        (Haproxy, _) => (2, size(4, 8, None)),
+        (Coturn, Small) => (2, with_bandwidth(size(4, 8, None), 1)),
+        (Coturn, Medium) => (2, with_bandwidth(size(4, 8, None), 2)),
+        (Coturn, Large) => (3, with_bandwidth(size(8, 16, None), 5)),
+        (Livekit, Small) => (2, size(8, 16, None)),
+        (Livekit, Medium) => (3, size(12, 24, None)),
+        (Livekit, Large) => (4, size(16, 32, None)),
+        (Monitoring, Small) => (1, size(4, 16, None)),
+        (Monitoring, Medium | Large) => (1, size(8, 32, None)),
+        (Backup, Small | Medium) => (1, size(4, 16, Some(2_000))),
+        (Backup, Large) => (1, size(8, 32, Some(5_000))),
+    }
+}
+
+const fn with_bandwidth(mut s: Size, gbps: u32) -> Size {
+    s.bandwidth_gbps = Some(gbps);
+    s
+}
+
+/// The design's Synapse worker counts, before mapping onto MDAD's worker types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DesignWorkers {
+    pub sync: u32,
+    pub generic: u32,
+    pub federation_sender: u32,
+    pub event_persister: u32,
+}
+
+pub fn design_workers(scale: Scale) -> DesignWorkers {
+    let (sync, generic, federation_sender, event_persister) = match scale {
+        Scale::Small => (4, 2, 2, 1),
+        Scale::Medium => (6, 3, 3, 2),
+        Scale::Large => (8, 4, 4, 2),
+    };
+    DesignWorkers {
+        sync,
+        generic,
+        federation_sender,
+        event_persister,
+    }
+}
+
+/// One role's planned servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePlan {
+    pub role: Role,
+    pub count: u32,
+    pub size: Size,
+}
+
+/// A validated site: everything but the addresses.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub domain: String,
+    /// Group-name prefix of the site.
+    pub name: String,
+    pub scale: Scale,
+    pub expected_ccu: Option<u64>,
+    pub roles: Vec<RolePlan>,
+    pub workers: DesignWorkers,
+    pub name_pattern: String,
+    pub federation: bool,
+    pub media_bucket: String,
+}
+
+pub const DEFAULT_NAME_PATTERN: &str = "{role}-{index}";
+
+impl Topology {
+    /// Validates the non-network part of a site file.
+    pub fn from_site(site: &SiteFile) -> Result<Topology, SiteError> {
+        let domain = match &site.domain {
+            Some(d) => d.trim().to_ascii_lowercase(),
+            None => {
+                return Err(SiteError::InvalidOption {
+                    site: "<unnamed>".into(),
+                    option: "domain".into(),
+                    value: String::new(),
+                    reason: "required: the Matrix domain, e.g. chat.z3r0d3v.com".into(),
+                })
+            }
+        };
+        check_domain(&domain)?;
+        let invalid = |option: &str, value: String, reason: &str| SiteError::InvalidOption {
+            site: domain.clone(),
+            option: option.into(),
+            value,
+            reason: reason.into(),
+        };
+
+        let name = match &site.name {
+            Some(n) => n.clone(),
+            None => default_site_name(&domain),
+        };
+        if !is_group_name(&name) {
+            return Err(invalid(
+                "name",
+                name,
+                "a group name: letters, digits and _, not starting with a digit",
+            ));
+        }
+        if GROUPS.contains(&name.as_str()) || name.starts_with("scale_") || name == "all" {
+            return Err(invalid(
+                "name",
+                name,
+                "clashes with a group the inventory defines itself",
+            ));
+        }
+
+        let scale = choose_scale(site, &domain)?;
+
+        let mut roles = Vec::with_capacity(Role::ALL.len());
+        for role in Role::ALL {
+            let (count, size) = design_role(scale, role);
+            roles.push(RolePlan { role, count, size });
+        }
+        for (role_name, o) in &site.roles {
+            let role = Role::parse(role_name).ok_or_else(|| {
+                invalid(
+                    &format!("roles.{role_name}"),
+                    role_name.clone(),
+                    "unknown role: expected one of haproxy, synapse, patroni, minio, coturn, \
+                     livekit, monitoring, backup",
+                )
+            })?;
+            let plan = &mut roles[role.block_index() as usize];
+            if let Some(c) = o.count {
+                check_count(&domain, role, c)?;
+                plan.count = c;
+            }
+            for (field, value) in [("vcpu", o.vcpu), ("ram_gb", o.ram_gb)] {
+                if value == Some(0) {
+                    return Err(invalid(
+                        &format!("roles.{role_name}.{field}"),
+                        "0".into(),
+                        "must be at least 1",
+                    ));
+                }
+            }
+            if let Some(v) = o.vcpu {
+                plan.size.vcpu = v;
+            }
+            if let Some(v) = o.ram_gb {
+                plan.size.ram_gb = v;
+            }
+            if o.disk_gb.is_some() {
+                plan.size.disk_gb = o.disk_gb;
+            }
+            if o.bandwidth_gbps.is_some() {
+                plan.size.bandwidth_gbps = o.bandwidth_gbps;
+            }
+        }
+
+        let mut workers = design_workers(scale);
+        let w = &site.workers;
+        for (field, value, target) in [
+            ("sync", w.sync, &mut workers.sync),
+            ("generic", w.generic, &mut workers.generic),
+            (
+                "federation_sender",
+                w.federation_sender,
+                &mut workers.federation_sender,
+            ),
+            (
+                "event_persister",
+                w.event_persister,
+                &mut workers.event_persister,
+            ),
+        ] {
+            if let Some(v) = value {
+                if v == 0 && field != "generic" {
+                    return Err(invalid(
+                        &format!("workers.{field}"),
+                        "0".into(),
+                        "the design needs at least one worker of this type",
+                    ));
+                }
+                if v > 64 {
+                    return Err(invalid(
+                        &format!("workers.{field}"),
+                        v.to_string(),
+                        "more than 64 workers of one type on one Synapse host",
+                    ));
+                }
+                *target = v;
+            }
+        }
+
+        let name_pattern = site
+            .name_pattern
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAME_PATTERN.to_string());
+        check_name_pattern(&domain, &name_pattern)?;
+
+        let media_bucket = site
+            .media_bucket
+            .clone()
+            .unwrap_or_else(|| "synapse-media".to_string());
+        if !is_bucket_name(&media_bucket) {
+            return Err(invalid(
+                "media_bucket",
+                media_bucket,
+                "an S3 bucket name: 3-63 characters of a-z, 0-9, . and -",
+            ));
+        }
+
+        Ok(Topology {
+            domain,
+            name,
+            scale,
+            expected_ccu: site.expected_ccu,
+            roles,
+            workers,
+            name_pattern,
+            federation: site.federation.unwrap_or(true),
+            media_bucket,
+        })
+    }
+
+    pub fn role(&self, role: Role) -> &RolePlan {
+        &self.roles[role.block_index() as usize]
+    }
+
+    /// Short host name of the `index`-th (1-based) server of `role`.
+    pub fn host_name(&self, role: Role, index: u32) -> String {
+        self.name_pattern
+            .replace("{role}", role.name())
+            .replace("{index}", &index.to_string())
+    }
+
+    /// Every short host name, role by role.
+    pub fn host_names(&self) -> Vec<String> {
+        self.roles
+            .iter()
+            .flat_map(|p| (1..=p.count).map(move |i| (p.role, i)))
+            .map(|(r, i)| self.host_name(r, i))
+            .collect()
+    }
+
+    pub fn total_servers(&self) -> u32 {
+        self.roles.iter().map(|r| r.count).sum()
+    }
+}
+
+fn choose_scale(site: &SiteFile, domain: &str) -> Result<Scale, SiteError> {
+    let from_ccu = match site.expected_ccu {
+        Some(ccu) => Some(Scale::for_ccu(ccu).ok_or(SiteError::CcuTooLarge {
+            site: domain.to_string(),
+            ccu,
+            max: Scale::Large.capacity_ccu(),
+        })?),
+        None => None,
+    };
+    match (&site.scale, from_ccu) {
+        (Some(value), needed) => {
+            let scale = Scale::parse(value.trim()).ok_or_else(|| SiteError::UnknownScale {
+                site: domain.to_string(),
+                value: value.clone(),
+            })?;
+            if let (Some(needed), Some(ccu)) = (needed, site.expected_ccu) {
+                if needed > scale {
+                    return Err(SiteError::CcuExceedsScale {
+                        site: domain.to_string(),
+                        ccu,
+                        needed: needed.name(),
+                        scale: scale.name(),
+                        capacity: scale.capacity_ccu(),
+                    });
+                }
+            }
+            Ok(scale)
+        }
+        (None, Some(scale)) => Ok(scale),
+        (None, None) => Err(SiteError::NoScale {
+            site: domain.to_string(),
+        }),
+    }
+}
+
+fn check_count(domain: &str, role: Role, count: u32) -> Result<(), SiteError> {
+    let reason = match role {
+        Role::Synapse if count != 1 => {
+            Some("MDAD deploys Synapse and its workers on exactly one host")
+        }
+        Role::Patroni if count < 3 || count % 2 == 0 => {
+            Some("Patroni with etcd needs an odd count of at least 3 for quorum")
+        }
+        Role::Minio if count < 4 => Some("MinIO erasure coding needs at least 4 nodes"),
+        Role::Haproxy if count < 2 => Some("the VIP needs at least 2 HAProxy/keepalived nodes"),
+        _ if count == 0 => Some("every role of the topology needs at least one server"),
+        _ if count > 99 => Some("more than 99 servers of one role"),
+        _ => None,
+    };
+    match reason {
+        Some(reason) => Err(SiteError::InvalidCount {
+            site: domain.to_string(),
+            role: role.name().into(),
+            count,
+            reason: reason.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_domain(domain: &str) -> Result<(), SiteError> {
+    let ok = domain.len() <= 253 && domain.contains('.') && domain.split('.').all(is_dns_label);
+    if ok {
+        Ok(())
+    } else {
+        Err(SiteError::InvalidOption {
+            site: domain.to_string(),
+            option: "domain".into(),
+            value: domain.to_string(),
+            reason: "a DNS name with at least two labels of a-z, 0-9 and -".into(),
+        })
+    }
+}
+
+fn check_name_pattern(domain: &str, pattern: &str) -> Result<(), SiteError> {
+    let sample = pattern
+        .replace("{role}", "monitoring")
+        .replace("{index}", "99");
+    let reason = if !pattern.contains("{role}") || !pattern.contains("{index}") {
+        Some("must contain both {role} and {index}")
+    } else if !is_dns_label(&sample) {
+        Some("must expand to a host name label of a-z, 0-9 and - (at most 63 characters)")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(SiteError::InvalidOption {
+            site: domain.to_string(),
+            option: "name_pattern".into(),
+            value: pattern.to_string(),
+            reason: reason.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_group_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
+/// `chat.z3r0d3v.com` → `chat_z3r0d3v_com`.
+pub fn default_site_name(domain: &str) -> String {
+    let name: String = domain
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("site_{name}")
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(extra: &str) -> SiteFile {
+        let text = format!("domain: chat.z3r0d3v.com\n{extra}");
+        SiteFile::parse(&text, std::path::Path::new("t.yml")).expect("test site parses")
+    }
+
+    #[test]
+    fn totals_match_the_design() {
+        for (scale, total) in [("small", 16), ("medium", 17), ("large", 19)] {
+            let t = Topology::from_site(&site(&format!("scale: {scale}\n"))).expect("valid");
+            assert_eq!(t.total_servers(), total, "{scale}");
+        }
+    }
+
+    #[test]
+    fn expected_ccu_picks_the_scale_by_the_design_thresholds() {
+        for (ccu, scale) in [
+            (1, Scale::Small),
+            (1_000, Scale::Small),
+            (1_001, Scale::Medium),
+            (5_000, Scale::Medium),
+            (9_999, Scale::Large),
+        ] {
+            let t = Topology::from_site(&site(&format!("expected_ccu: {ccu}\n"))).expect("ok");
+            assert_eq!(t.scale, scale, "{ccu}");
+        }
+        let err = Topology::from_site(&site("expected_ccu: 20000\n")).expect_err("too big");
+        assert!(err.to_string().contains("20000"), "{err}");
+        let err = Topology::from_site(&site("scale: small\nexpected_ccu: 4000\n"))
+            .expect_err("scale too small for ccu");
+        assert!(err.to_string().contains("needs scale medium"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_are_checked() {
+        let t = Topology::from_site(&site(
+            "scale: small\nroles:\n  livekit: {count: 5, vcpu: 32}\nworkers: {sync: 10}\n",
+        ))
+        .expect("valid");
+        assert_eq!(t.role(Role::Livekit).count, 5);
+        assert_eq!(t.role(Role::Livekit).size.vcpu, 32);
+        assert_eq!(t.role(Role::Livekit).size.ram_gb, 16);
+        assert_eq!(t.workers.sync, 10);
+        let err = Topology::from_site(&site("scale: small\nroles:\n  patroni: {count: 4}\n"))
+            .expect_err("even patroni");
+        assert!(err.to_string().contains("roles.patroni.count"), "{err}");
+        let err = Topology::from_site(&site("scale: small\nroles:\n  redis: {count: 1}\n"))
+            .expect_err("unknown role");
+        assert!(err.to_string().contains("roles.redis"), "{err}");
+    }
+
+    #[test]
+    fn names_follow_the_pattern() {
+        let t = Topology::from_site(&site("scale: small\nname_pattern: \"{role}{index}-ha\"\n"))
+            .expect("valid");
+        assert_eq!(t.host_name(Role::Patroni, 2), "patroni2-ha");
+        assert_eq!(t.name, "chat_z3r0d3v_com");
+        let err = Topology::from_site(&site("scale: small\nname_pattern: \"{role}\"\n"))
+            .expect_err("no index");
+        assert!(err.to_string().contains("name_pattern"), "{err}");
+    }
+}
