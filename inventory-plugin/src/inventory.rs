@@ -4,7 +4,8 @@
 //! - `S_<group>` holds the site's hosts of that group and our roles' variables for it;
 //! - the shared `<group>` (`matrix_servers`, `patroni`, …) has every site's `S_<group>` as a child;
 //! - `S` has every `S_<group>` as a child and holds the `site_*` facts;
-//! - `scale_<scale>` has every site of that scale as a child.
+//! - `scale_<scale>` has every site of that scale as a child;
+//! - `all` lists the top-level groups only: the shared role groups and the scale groups.
 
 use std::collections::BTreeMap;
 
@@ -70,9 +71,6 @@ pub fn list(sites: &[PlannedSite]) -> Value {
     for (g, children) in scale_children {
         all_children.push(Value::String(g.clone()));
         groups.insert(g, single("children", children));
-    }
-    for site in sites {
-        all_children.push(Value::String(site.topology.name.clone()));
     }
 
     let mut doc = Map::new();

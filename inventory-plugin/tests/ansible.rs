@@ -1,0 +1,298 @@
+//! The inventory through real Ansible (the project's `.venv`, made by `scripts/setup`): the
+//! script form (`-i matrix_inventory` with `MATRIX_HA_SITE`) and the plugin form
+//! (`-i site.matrix_ha.yml` through `z3r0d3v.matrix_ha.scale`) give the same inventory, vault
+//! references are templated, and a bad site file fails the run with the binary's message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate sits in the repository")
+        .to_path_buf()
+}
+
+fn example(scale: &str) -> PathBuf {
+    repo_root()
+        .join("examples/sites")
+        .join(format!("{scale}.chat.z3r0d3v.com.matrix_ha.yml"))
+}
+
+/// A tool of the project's virtualenv; fails (never skips) when it is missing.
+fn venv_tool(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup to create the project's virtualenv with Ansible",
+        path.display()
+    );
+    path
+}
+
+/// A scratch directory that makes this checkout the installed collection z3r0d3v.matrix_ha.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ns = dir.path().join("ansible_collections/z3r0d3v");
+        std::fs::create_dir_all(&ns).expect("creates the collection path");
+        std::os::unix::fs::symlink(repo_root(), ns.join("matrix_ha")).expect("links the checkout");
+        Sandbox { dir }
+    }
+
+    /// An Ansible command isolated from the user's configuration, running in the sandbox.
+    fn ansible(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(venv_tool(tool));
+        cmd.current_dir(self.dir.path())
+            .env_remove("ANSIBLE_CONFIG")
+            .env_remove("MATRIX_HA_SITE")
+            .env("ANSIBLE_COLLECTIONS_PATH", self.dir.path())
+            .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join("tmp"))
+            .env("ANSIBLE_HOME", self.dir.path().join("home"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
+            .env(
+                "MATRIX_HA_INVENTORY_BIN",
+                env!("CARGO_BIN_EXE_matrix_inventory"),
+            );
+        cmd
+    }
+
+    /// `tool -i <source> args…` through the plugin form.
+    fn plugin(&self, tool: &str, site: &Path, args: &[&str]) -> Output {
+        self.ansible(tool)
+            .env(
+                "ANSIBLE_INVENTORY_ENABLED",
+                "z3r0d3v.matrix_ha.scale,host_list,script,auto,yaml,ini",
+            )
+            .arg("-i")
+            .arg(site)
+            .args(args)
+            .output()
+            .expect("runs ansible")
+    }
+
+    /// `tool -i matrix_inventory args…` through the script form.
+    fn script(&self, tool: &str, site: &Path, args: &[&str]) -> Output {
+        self.ansible(tool)
+            .env("ANSIBLE_INVENTORY_ENABLED", "script")
+            .env("MATRIX_HA_SITE", site)
+            .arg("-i")
+            .arg(env!("CARGO_BIN_EXE_matrix_inventory"))
+            .args(args)
+            .output()
+            .expect("runs ansible")
+    }
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Group children in a canonical order: Ansible lists them in the order it met them.
+fn sorted_children(mut doc: Value) -> Value {
+    if let Some(groups) = doc.as_object_mut() {
+        for group in groups.values_mut() {
+            if let Some(Value::Array(children)) = group.get_mut("children") {
+                children.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    doc
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).expect("ansible-inventory prints JSON")
+}
+
+#[test]
+fn script_and_plugin_forms_give_the_same_inventory() {
+    let sandbox = Sandbox::new();
+    for scale in ["small", "large"] {
+        let site = example(scale);
+        let via_script = json(&ok(
+            &sandbox.script("ansible-inventory", &site, &["--list"]),
+            "script --list",
+        ));
+        let via_plugin = json(&ok(
+            &sandbox.plugin("ansible-inventory", &site, &["--list"]),
+            "plugin --list",
+        ));
+        assert_eq!(
+            sorted_children(via_script),
+            sorted_children(via_plugin.clone()),
+            "{scale}: the two forms differ"
+        );
+
+        let hostvars = via_plugin["_meta"]["hostvars"]
+            .as_object()
+            .expect("hostvars");
+        assert_eq!(hostvars.len(), if scale == "small" { 16 } else { 19 });
+        let synapse = &hostvars["synapse-1.chat.z3r0d3v.com"];
+        assert_eq!(synapse["ansible_host"], "10.20.0.21");
+        assert_eq!(synapse["matrix_synapse_database_port"], 6432);
+        assert_eq!(synapse["site_scale"], scale, "site facts reach the hosts");
+        assert_eq!(
+            synapse["etc_hosts_entries"][0]["names"][0],
+            "chat.z3r0d3v.com"
+        );
+        let haproxy = &hostvars["haproxy-1.chat.z3r0d3v.com"];
+        assert_eq!(haproxy["keepalived_unicast_peers"][0], "10.20.0.12");
+        assert_eq!(haproxy["keepalived_vip"], "10.20.0.10");
+        assert_eq!(
+            via_plugin["matrix_servers"]["children"][0],
+            "chat_z3r0d3v_com_matrix_servers"
+        );
+    }
+}
+
+#[test]
+fn graph_shows_the_groups_in_both_forms() {
+    let sandbox = Sandbox::new();
+    let site = example("medium");
+    for (form, out) in [
+        (
+            "script",
+            sandbox.script("ansible-inventory", &site, &["--graph"]),
+        ),
+        (
+            "plugin",
+            sandbox.plugin("ansible-inventory", &site, &["--graph"]),
+        ),
+    ] {
+        let graph = ok(&out, form);
+        for needle in [
+            "@scale_medium:",
+            "@chat_z3r0d3v_com:",
+            "@matrix_servers:",
+            "@chat_z3r0d3v_com_patroni:",
+            "@chat_z3r0d3v_com_pgbouncer:",
+            "|--patroni-1.chat.z3r0d3v.com",
+            "|--livekit-3.chat.z3r0d3v.com",
+        ] {
+            assert!(
+                graph.contains(needle),
+                "{form}: {needle} missing in\n{graph}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vault_references_are_templated_by_ansible() {
+    let sandbox = Sandbox::new();
+    let vars = sandbox.dir.path().join("vars.yml");
+    std::fs::write(
+        &vars,
+        "vault_synapse_db_password: placeholder-for-the-test\n",
+    )
+    .expect("writes vars");
+    let extra = format!("@{}", vars.display());
+    let args = [
+        "synapse-1.chat.z3r0d3v.com",
+        "-c",
+        "local",
+        "-m",
+        "ansible.builtin.debug",
+        "-a",
+        "var=matrix_synapse_database_password",
+        "-e",
+        extra.as_str(),
+    ];
+    for (form, out) in [
+        (
+            "script",
+            sandbox.script("ansible", &example("small"), &args),
+        ),
+        (
+            "plugin",
+            sandbox.plugin("ansible", &example("small"), &args),
+        ),
+    ] {
+        let text = ok(&out, form);
+        assert!(
+            text.contains("\"matrix_synapse_database_password\": \"placeholder-for-the-test\""),
+            "{form}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_site_file_fails_the_run_with_the_binarys_message() {
+    let sandbox = Sandbox::new();
+    let site = sandbox.dir.path().join("bad.matrix_ha.yml");
+    std::fs::write(
+        &site,
+        "plugin: z3r0d3v.matrix_ha.scale\ndomain: chat.z3r0d3v.com\nscale: small\n\
+         network: 10.20.0.0/24\nvip: 10.20.0.10\nhosts:\n  minio-1: 10.30.0.41\n",
+    )
+    .expect("writes");
+    let out = sandbox.plugin("ansible-inventory", &site, &["--list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted a bad site file");
+    assert!(
+        err.contains("minio-1") && err.contains("10.30.0.41"),
+        "message lost: {err}"
+    );
+}
+
+#[test]
+fn the_plugin_says_where_it_looked_for_the_binary() {
+    // A collection holding only the plugin: no bin/, and no matrix_inventory on PATH.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir
+        .path()
+        .join("ansible_collections/z3r0d3v/matrix_ha/plugins/inventory");
+    std::fs::create_dir_all(&plugins).expect("creates");
+    std::os::unix::fs::symlink(
+        repo_root().join("plugins/inventory/scale.py"),
+        plugins.join("scale.py"),
+    )
+    .expect("links the plugin");
+    let run = |bin: Option<&str>| {
+        let mut cmd = Command::new(venv_tool("ansible-inventory"));
+        cmd.current_dir(dir.path())
+            .env_remove("ANSIBLE_CONFIG")
+            .env_remove("MATRIX_HA_INVENTORY_BIN")
+            .env("ANSIBLE_COLLECTIONS_PATH", dir.path())
+            .env("ANSIBLE_HOME", dir.path().join("home"))
+            .env("ANSIBLE_LOCAL_TEMP", dir.path().join("tmp"))
+            .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
+            .env("ANSIBLE_INVENTORY_ENABLED", "z3r0d3v.matrix_ha.scale")
+            .env("PATH", "/nonexistent")
+            .arg("-i")
+            .arg(example("small"))
+            .arg("--list");
+        if let Some(bin) = bin {
+            cmd.env("MATRIX_HA_INVENTORY_BIN", bin);
+        }
+        let out = cmd.output().expect("runs");
+        assert!(!out.status.success(), "found a binary that does not exist");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(None);
+    for needle in [
+        "MATRIX_HA_INVENTORY_BIN",
+        "matrix_ha/bin/matrix_inventory",
+        "matrix_inventory on PATH",
+    ] {
+        assert!(err.contains(needle), "{needle} not in: {err}");
+    }
+    let err = run(Some("/nonexistent/matrix_inventory"));
+    assert!(
+        err.contains("MATRIX_HA_INVENTORY_BIN") && err.contains("/nonexistent/matrix_inventory"),
+        "{err}"
+    );
+}
