@@ -12,7 +12,7 @@
 //!
 //! A module binary is a typed-args struct, a static [`ModuleSpec`] and one function:
 //!
-//! ```ignore
+//! ```text
 //! fn main() -> std::process::ExitCode {
 //!     matrix_ha_runtime::main(&etc_hosts::SPEC, etc_hosts::run)
 //! }
