@@ -27,7 +27,11 @@ pub struct PlannedHost {
     pub index: u32,
     /// Short host name, e.g. `patroni-1`.
     pub name: String,
+    /// Full name: `<name>.<domain>`, the inventory host name.
+    pub fqdn: String,
     pub address: Ipv4Addr,
+    /// `address` as text, formatted once.
+    pub address_text: String,
     /// Whether the site file pinned the address.
     pub pinned: bool,
 }
@@ -178,8 +182,10 @@ impl IpPlan {
                     hosts.push(PlannedHost {
                         role: plan.role,
                         index,
+                        fqdn: format!("{name}.{}", topology.domain),
                         name,
                         address: *address,
+                        address_text: address.to_string(),
                         pinned: true,
                     });
                     continue;
@@ -221,8 +227,10 @@ impl IpPlan {
                 hosts.push(PlannedHost {
                     role: plan.role,
                     index,
+                    fqdn: format!("{name}.{}", topology.domain),
                     name,
                     address: offset,
+                    address_text: offset.to_string(),
                     pinned: false,
                 });
             }

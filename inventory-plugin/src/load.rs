@@ -1,5 +1,6 @@
 //! Reading site files from disk: one file, or every site file of a directory.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{FileError, SiteError};
@@ -10,38 +11,76 @@ use crate::site::SiteFile;
 /// `path` (sorted by file name). Sites of one directory must differ in name and domain.
 pub fn load(path: &Path) -> Result<Vec<PlannedSite>, FileError> {
     let files = site_files(path).map_err(|e| e.in_file(path))?;
-    let mut sites: Vec<(PathBuf, PlannedSite)> = Vec::with_capacity(files.len());
-    for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| {
-            SiteError::Read {
-                path: file.clone(),
-                source,
-            }
-            .in_file(&file)
-        })?;
-        let parsed = SiteFile::parse(&text, &file).map_err(|e| e.in_file(&file))?;
-        let planned = PlannedSite::plan(&parsed).map_err(|e| e.in_file(&file))?;
-        for (other_path, other) in &sites {
-            let clash = if other.topology.name == planned.topology.name {
-                Some(("name", planned.topology.name.clone()))
-            } else if other.topology.domain == planned.topology.domain {
-                Some(("domain", planned.topology.domain.clone()))
-            } else {
-                None
-            };
-            if let Some((what, value)) = clash {
+    // Reading and planning are independent per file: spread them over the cores for a
+    // provider's hundreds of sites. Errors are reported in file order either way.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len().div_ceil(MIN_FILES_PER_THREAD))
+        .max(1);
+    let planned: Vec<Result<PlannedSite, FileError>> = if threads == 1 {
+        files.iter().map(|f| load_one(f)).collect()
+    } else {
+        let chunk = files.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || part.iter().map(|f| load_one(f)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    if planned.len() != files.len() {
+        return Err(SiteError::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("a site-file worker thread panicked"),
+        }
+        .in_file(path));
+    }
+
+    let mut sites: Vec<(&PathBuf, PlannedSite)> = Vec::with_capacity(files.len());
+    let mut by_name: HashMap<String, usize> = HashMap::with_capacity(files.len());
+    let mut by_domain: HashMap<String, usize> = HashMap::with_capacity(files.len());
+    for (file, result) in files.iter().zip(planned) {
+        let site = result?;
+        for (what, key, seen) in [
+            ("name", site.topology.name.clone(), &mut by_name),
+            ("domain", site.topology.domain.clone(), &mut by_domain),
+        ] {
+            if let Some(&first) = seen.get(&key) {
                 return Err(SiteError::DuplicateSite {
-                    first: other_path.clone(),
+                    first: sites[first].0.clone(),
                     second: file.clone(),
                     what,
-                    value,
+                    value: key,
                 }
-                .in_file(&file));
+                .in_file(file));
             }
+            seen.insert(key, sites.len());
         }
-        sites.push((file, planned));
+        sites.push((file, site));
     }
     Ok(sites.into_iter().map(|(_, s)| s).collect())
+}
+
+/// Below this many files per thread, threads cost more than they save.
+const MIN_FILES_PER_THREAD: usize = 32;
+
+fn load_one(file: &Path) -> Result<PlannedSite, FileError> {
+    let text = std::fs::read_to_string(file).map_err(|source| {
+        SiteError::Read {
+            path: file.to_path_buf(),
+            source,
+        }
+        .in_file(file)
+    })?;
+    let parsed = SiteFile::parse(&text, file).map_err(|e| e.in_file(file))?;
+    PlannedSite::plan(&parsed).map_err(|e| e.in_file(file))
 }
 
 fn site_files(path: &Path) -> Result<Vec<PathBuf>, SiteError> {

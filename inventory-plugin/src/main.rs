@@ -64,20 +64,14 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(out) => {
-            let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(out.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("matrix_inventory: cannot write the output: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let result = run(cli, &mut stdout).and_then(|()| {
+        stdout
+            .flush()
+            .map_err(|e| format!("cannot write the output: {e}"))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("matrix_inventory: {message}");
             ExitCode::FAILURE
@@ -85,17 +79,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<String, String> {
-    let path = cli
-        .site
-        .clone()
+/// Runs the command, writing its output to `out`; nothing is written when the site is invalid.
+fn run(cli: Cli, out: &mut impl Write) -> Result<(), String> {
+    let write_err = |e: std::io::Error| format!("cannot write the output: {e}");
+    if cli.list && cli.command.is_none() && cli.host.is_none() {
+        // The whole inventory is streamed: it can be megabytes for a provider's sites.
+        let sites = load_sites(cli.site.as_deref())?;
+        inventory::write_list(&sites, &mut *out, cli.pretty)
+            .map_err(|e| format!("cannot write the output: {e}"))?;
+        return out.write_all(b"\n").map_err(write_err);
+    }
+    let text = render(cli)?;
+    out.write_all(text.as_bytes()).map_err(write_err)
+}
+
+fn load_sites(site: Option<&std::path::Path>) -> Result<Vec<PlannedSite>, String> {
+    let path = site
+        .map(PathBuf::from)
         .or_else(|| std::env::var_os("MATRIX_HA_SITE").map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty())
         .ok_or_else(|| SiteError::NoSite.to_string())?;
+    load::load(&path).map_err(|e| e.to_string())
+}
+
+fn render(cli: Cli) -> Result<String, String> {
     if cli.command.is_some() && (cli.list || cli.host.is_some()) {
         return Err("--list and --host cannot be combined with a subcommand".into());
     }
-    let sites = load::load(&path).map_err(|e| e.to_string())?;
+    let sites = load_sites(cli.site.as_deref())?;
 
     match cli.command {
         Some(Command::Plan { format, name }) => {
@@ -121,8 +132,6 @@ fn run(cli: Cli) -> Result<String, String> {
             if let Some(name) = cli.host {
                 let vars = inventory::host(&sites, &name).map_err(|e| e.to_string())?;
                 to_json(&vars, cli.pretty)
-            } else if cli.list {
-                to_json(&inventory::list(&sites), cli.pretty)
             } else {
                 Err("nothing to do: pass --list, --host NAME, or a subcommand (plan, hosts); see --help".into())
             }

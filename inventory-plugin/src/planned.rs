@@ -1,6 +1,7 @@
 //! A fully planned site: topology, addresses, workers and pools, and the variables derived from
 //! them for our roles and for MDAD.
 
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Map, Value};
@@ -159,7 +160,7 @@ impl PlannedSite {
     fn addresses(&self, role: Role) -> Vec<Value> {
         self.ip
             .hosts_of(role)
-            .map(|h| Value::String(h.address.to_string()))
+            .map(|h| Value::String(h.address_text.clone()))
             .collect()
     }
 
@@ -167,7 +168,7 @@ impl PlannedSite {
         Value::Array(
             self.ip
                 .hosts_of(role)
-                .map(|h| json!({"name": h.name, "fqdn": self.fqdn(&h.name), "address": h.address.to_string()}))
+                .map(|h| json!({"name": h.name, "fqdn": h.fqdn.clone(), "address": h.address_text.clone()}))
                 .collect(),
         )
     }
@@ -178,8 +179,7 @@ impl PlannedSite {
         let mut entries = Vec::with_capacity(self.ip.hosts.len() + 1);
         entries.push(json!({"ip": self.ip.vip.to_string(), "names": self.vip_names}));
         for h in &self.ip.hosts {
-            entries
-                .push(json!({"ip": h.address.to_string(), "names": [self.fqdn(&h.name), h.name]}));
+            entries.push(json!({"ip": h.address_text.clone(), "names": [h.fqdn.clone(), h.name]}));
         }
         entries
     }
@@ -188,7 +188,7 @@ impl PlannedSite {
     pub fn turn_uris(&self) -> Vec<Value> {
         let mut uris = Vec::new();
         for h in self.ip.hosts_of(Role::Coturn) {
-            let f = self.fqdn(&h.name);
+            let f = h.fqdn.clone();
             uris.push(Value::String(format!("turn:{f}:3478?transport=udp")));
             uris.push(Value::String(format!("turn:{f}:3478?transport=tcp")));
             uris.push(Value::String(format!("turns:{f}:5349?transport=tcp")));
@@ -288,7 +288,7 @@ impl PlannedSite {
                 );
             }
             "pgbouncer" => {
-                let listen = self.synapse().map(|h| h.address.to_string());
+                let listen = self.synapse().map(|h| h.address_text.clone());
                 v.insert("pgbouncer_listen_address".into(), json!(listen));
                 v.insert("pgbouncer_listen_port".into(), json!(PGBOUNCER_PORT));
                 v.insert("pgbouncer_pool_mode".into(), json!("transaction"));
@@ -327,14 +327,14 @@ impl PlannedSite {
                 let postgres: Vec<Value> = self
                     .hosts(Role::Patroni)
                     .iter()
-                    .map(|h| json!({"name": h.name, "address": h.address.to_string(), "port": POSTGRES_PORT, "check_port": PATRONI_RESTAPI_PORT}))
+                    .map(|h| json!({"name": h.name, "address": h.address_text.clone(), "port": POSTGRES_PORT, "check_port": PATRONI_RESTAPI_PORT}))
                     .collect();
                 let minio: Vec<Value> = self
                     .hosts(Role::Minio)
                     .iter()
-                    .map(|h| json!({"name": h.name, "address": h.address.to_string(), "port": MINIO_API_PORT}))
+                    .map(|h| json!({"name": h.name, "address": h.address_text.clone(), "port": MINIO_API_PORT}))
                     .collect();
-                let synapse = self.synapse().map(|h| h.address.to_string());
+                let synapse = self.synapse().map(|h| h.address_text.clone());
                 v.insert("haproxy_vip".into(), json!(vip));
                 v.insert("haproxy_public_names".into(), json!(self.vip_names));
                 v.insert("haproxy_public_ports".into(), json!([80, 443, 8448]));
@@ -417,159 +417,208 @@ impl PlannedSite {
 
     /// Host variables: address, resources, per-host role settings, and for the Synapse host the
     /// MDAD variables (host variables outrank MDAD's own `group_vars/matrix_servers`).
-    pub fn host_vars(&self, h: &PlannedHost) -> Map<String, Value> {
+    pub fn host_vars(&self, h: &PlannedHost) -> Vars {
         let size = self.topology.role(h.role).size;
-        let mut v = Map::new();
-        v.insert("ansible_host".into(), json!(h.address.to_string()));
-        v.insert("site_host_role".into(), json!(h.role.name()));
-        v.insert("site_host_index".into(), json!(h.index));
-        v.insert("site_host_short_name".into(), json!(h.name));
-        v.insert("site_host_fqdn".into(), json!(self.fqdn(&h.name)));
-        v.insert("site_host_address_pinned".into(), json!(h.pinned));
-        v.insert("site_host_vcpu".into(), json!(size.vcpu));
-        v.insert("site_host_ram_gb".into(), json!(size.ram_gb));
+        let mut v = Vars::with_capacity(if h.role == Role::Synapse { 80 } else { 16 });
+        v.insert("ansible_host", json!(h.address_text.clone()));
+        v.insert("site_host_role", json!(h.role.name()));
+        v.insert("site_host_index", json!(h.index));
+        v.insert("site_host_short_name", json!(h.name));
+        v.insert("site_host_fqdn", json!(h.fqdn.clone()));
+        v.insert("site_host_address_pinned", json!(h.pinned));
+        v.insert("site_host_vcpu", json!(size.vcpu));
+        v.insert("site_host_ram_gb", json!(size.ram_gb));
         if let Some(d) = size.disk_gb {
-            v.insert("site_host_disk_gb".into(), json!(d));
+            v.insert("site_host_disk_gb", json!(d));
         }
         if let Some(b) = size.bandwidth_gbps {
-            v.insert("site_host_bandwidth_gbps".into(), json!(b));
+            v.insert("site_host_bandwidth_gbps", json!(b));
         }
         match h.role {
             Role::Patroni => {
-                v.insert("patroni_name".into(), json!(h.name));
-                v.insert("etcd_name".into(), json!(h.name));
+                v.insert("patroni_name", json!(h.name));
+                v.insert("etcd_name", json!(h.name));
             }
             Role::Haproxy => {
                 let peers: Vec<Value> = self
                     .ip
                     .hosts_of(Role::Haproxy)
                     .filter(|p| p.name != h.name)
-                    .map(|p| Value::String(p.address.to_string()))
+                    .map(|p| Value::String(p.address_text.clone()))
                     .collect();
                 // The first node is preferred; each next one 10 lower.
                 let priority = 150u32.saturating_sub(10 * (h.index - 1)).max(1);
-                v.insert("keepalived_priority".into(), json!(priority));
-                v.insert(
-                    "keepalived_unicast_src_ip".into(),
-                    json!(h.address.to_string()),
-                );
-                v.insert("keepalived_unicast_peers".into(), Value::Array(peers));
+                v.insert("keepalived_priority", json!(priority));
+                v.insert("keepalived_unicast_src_ip", json!(h.address_text.clone()));
+                v.insert("keepalived_unicast_peers", Value::Array(peers));
             }
-            Role::Synapse => v.extend(self.mdad_vars(h.address)),
+            Role::Synapse => v.0.extend(self.mdad_vars(h.address).0),
             _ => {}
         }
-        v
+        v.checked()
     }
 
     /// The MDAD variables of the Synapse host, with MDAD's current names.
-    pub fn mdad_vars(&self, synapse: Ipv4Addr) -> Map<String, Value> {
+    pub fn mdad_vars(&self, synapse: Ipv4Addr) -> Vars {
         let t = &self.topology;
         let p = &self.pools;
         let vip = self.ip.vip;
         let haproxy: Vec<Value> = self.addresses(Role::Haproxy);
-        let mut v = Map::new();
-        let mut set = |k: &str, value: Value| {
-            v.insert(k.to_string(), value);
-        };
-        set("matrix_domain", json!(t.domain));
-        set(
+        let mut v = Vars::with_capacity(64);
+        v.insert("matrix_domain", json!(t.domain));
+        v.insert(
             "matrix_playbook_migration_validated_version",
             json!(MDAD_VALIDATED_VERSION),
         );
-        set("matrix_homeserver_implementation", json!("synapse"));
-        set(
+        v.insert("matrix_homeserver_implementation", json!("synapse"));
+        v.insert(
             "matrix_homeserver_generic_secret_key",
             vault("vault_matrix_homeserver_generic_secret_key"),
         );
-        set("matrix_homeserver_federation_enabled", json!(t.federation));
+        v.insert("matrix_homeserver_federation_enabled", json!(t.federation));
 
         // MDAD's Traefik behind HAProxy (docs/configuring-playbook-own-webserver.md):
         // no TLS, no certificates, entrypoints on the intranet address for HAProxy only.
-        set(
+        v.insert(
             "matrix_playbook_reverse_proxy_type",
             json!("playbook-managed-traefik"),
         );
-        set("matrix_playbook_ssl_enabled", json!(true));
-        set("traefik_config_entrypoint_web_secure_enabled", json!(false));
-        set(
+        v.insert("matrix_playbook_ssl_enabled", json!(true));
+        v.insert("traefik_config_entrypoint_web_secure_enabled", json!(false));
+        v.insert(
             "traefik_container_web_host_bind_port",
             json!(format!("{synapse}:{TRAEFIK_WEB_PORT}")),
         );
-        set(
+        v.insert(
             "traefik_config_entrypoint_web_forwardedHeaders_trustedIPs",
             Value::Array(haproxy.clone()),
         );
-        set(
+        v.insert(
             "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_host_bind_port",
             json!(format!("{synapse}:{TRAEFIK_FEDERATION_PORT}")),
         );
-        set(
+        v.insert(
             "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_http3_enabled",
             json!(false),
         );
-        set(
+        v.insert(
             "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_custom",
             json!({"forwardedHeaders": {"trustedIPs": haproxy}}),
         );
 
         // Workers: the specialized preset, every count explicit.
-        set("matrix_synapse_workers_enabled", json!(true));
-        set(
+        v.insert("matrix_synapse_workers_enabled", json!(true));
+        v.insert(
             "matrix_synapse_workers_preset",
             json!("specialized-workers"),
         );
         for (name, count) in self.workers.variables() {
-            set(&name, json!(count));
+            v.insert(name, json!(count));
         }
 
         // External PostgreSQL through PgBouncer on this host (addresses, not names: Synapse's
         // container does not read the host's /etc/hosts).
-        set("postgres_enabled", json!(false));
-        set("matrix_synapse_database_host", json!(synapse.to_string()));
-        set("matrix_synapse_database_port", json!(PGBOUNCER_PORT));
-        set("matrix_synapse_database_user", json!("synapse"));
-        set(
+        v.insert("postgres_enabled", json!(false));
+        v.insert("matrix_synapse_database_host", json!(synapse.to_string()));
+        v.insert("matrix_synapse_database_port", json!(PGBOUNCER_PORT));
+        v.insert("matrix_synapse_database_user", json!("synapse"));
+        v.insert(
             "matrix_synapse_database_password",
             vault("vault_synapse_db_password"),
         );
-        set("matrix_synapse_database_database", json!("synapse"));
-        set("matrix_synapse_database_cp_min", json!(p.cp_min));
-        set("matrix_synapse_database_cp_max", json!(p.cp_max));
+        v.insert("matrix_synapse_database_database", json!("synapse"));
+        v.insert("matrix_synapse_database_cp_min", json!(p.cp_min));
+        v.insert("matrix_synapse_database_cp_max", json!(p.cp_max));
 
         // Media in MinIO through the VIP.
-        set(
+        v.insert(
             "matrix_synapse_ext_synapse_s3_storage_provider_enabled",
             json!(true),
         );
-        set(
+        v.insert(
             "matrix_synapse_ext_synapse_s3_storage_provider_config_bucket",
             json!(t.media_bucket),
         );
-        set(
+        v.insert(
             "matrix_synapse_ext_synapse_s3_storage_provider_config_endpoint_url",
             json!(format!("http://{vip}:{MINIO_API_PORT}")),
         );
-        set(
+        v.insert(
             "matrix_synapse_ext_synapse_s3_storage_provider_config_region_name",
             json!(MINIO_REGION),
         );
-        set(
+        v.insert(
             "matrix_synapse_ext_synapse_s3_storage_provider_config_access_key_id",
             vault("vault_minio_synapse_access_key"),
         );
-        set(
+        v.insert(
             "matrix_synapse_ext_synapse_s3_storage_provider_config_secret_access_key",
             vault("vault_minio_synapse_secret_key"),
         );
 
         // External TURN: our coturn servers, not MDAD's.
-        set("coturn_enabled", json!(false));
-        set("matrix_synapse_turn_uris", Value::Array(self.turn_uris()));
-        set(
+        v.insert("coturn_enabled", json!(false));
+        v.insert("matrix_synapse_turn_uris", Value::Array(self.turn_uris()));
+        v.insert(
             "matrix_synapse_turn_shared_secret",
             vault("vault_turn_shared_secret"),
         );
         v
+    }
+}
+
+/// A host's variables: a flat list serialized as a JSON object in insertion order. Cheaper than a
+/// map for the thousands of hosts of a provider's inventory; names are mostly `'static`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vars(pub Vec<(Cow<'static, str>, Value)>);
+
+impl Vars {
+    pub fn with_capacity(n: usize) -> Vars {
+        Vars(Vec::with_capacity(n))
+    }
+
+    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: Value) {
+        self.0.push((name.into(), value));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_ref())
+    }
+
+    /// Checks, in debug builds, that no name is set twice (a bug in this crate). The order
+    /// stays the insertion order: deterministic, and cheaper than sorting every host's names.
+    fn checked(self) -> Vars {
+        debug_assert!(
+            self.0
+                .iter()
+                .enumerate()
+                .all(|(i, (k, _))| self.0[..i].iter().all(|(other, _)| other != k)),
+            "a variable is set twice"
+        );
+        self
+    }
+}
+
+impl std::ops::Index<&str> for Vars {
+    type Output = Value;
+    fn index(&self, name: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(name).unwrap_or(&NULL)
+    }
+}
+
+impl serde::Serialize for Vars {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k.as_ref(), v)?;
+        }
+        map.end()
     }
 }
 

@@ -229,8 +229,8 @@ pub fn sheet(site: &PlannedSite) -> Sheet {
             let size = t.role(h.role).size;
             Server {
                 name: h.name.clone(),
-                fqdn: site.fqdn(&h.name),
-                address: h.address.to_string(),
+                fqdn: h.fqdn.clone(),
+                address: h.address_text.clone(),
                 pinned: h.pinned,
                 role: h.role.name(),
                 groups: h.role.groups().iter().map(|g| site.group(g)).collect(),
