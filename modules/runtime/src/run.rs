@@ -3,14 +3,16 @@
 //! Ansible runs a binary module as `MODULE ARGS_FILE`. Whatever happens after that (a bad
 //! command line, an unreadable or malformed args file, invalid options, an error, a panic),
 //! the process prints exactly one JSON object on stdout and exits 0 on success, 1 on failure.
-//! Anything else that would reach stdout is sent to stderr instead, so a stray print can never
-//! corrupt the result Ansible parses.
+//! Anything else written to stdout or stderr while the module runs is captured, scrubbed of
+//! the secrets and written to stderr after the result (see [`Streams`]), so a stray print can
+//! neither corrupt the result Ansible parses nor leak a secret.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use clap::{Arg, ArgAction, Command};
 use serde::de::DeserializeOwned;
@@ -80,13 +82,26 @@ pub fn execute<A: DeserializeOwned>(
     source: &str,
     overrides: Overrides,
 ) -> (Value, bool) {
+    let (result, failed, _) = execute_with_secrets(spec, run, raw, source, overrides);
+    (result, failed)
+}
+
+/// [`execute`], also returning the secrets, to scrub the process's other output.
+fn execute_with_secrets<A: DeserializeOwned>(
+    spec: &ModuleSpec,
+    run: RunFn<A>,
+    raw: &[u8],
+    source: &str,
+    overrides: Overrides,
+) -> (Value, bool, Vec<String>) {
+    let no_secrets = |(result, failed): (Value, bool)| (result, failed, Vec::new());
     let object = match parse_object(raw, source) {
         Ok(o) => o,
-        Err(msg) => return failure(msg),
+        Err(msg) => return no_secrets(failure(msg)),
     };
     let (options, mut flags) = match params::split_flags(&object) {
         Ok(split) => split,
-        Err(e) => return failure(e.to_string()),
+        Err(e) => return no_secrets(failure(e.to_string())),
     };
     flags.check_mode |= overrides.check;
     flags.diff |= overrides.diff;
@@ -112,7 +127,7 @@ pub fn execute<A: DeserializeOwned>(
             run(args, ctx)
         }),
     };
-    Report {
+    let (result, failed) = Report {
         outcome,
         warnings: std::mem::take(&mut ctx.warnings),
         invocation: Some(invocation),
@@ -120,7 +135,8 @@ pub fn execute<A: DeserializeOwned>(
         show_diff: ctx.diff,
         no_log: ctx.no_log,
     }
-    .into_json()
+    .into_json();
+    (result, failed, secrets)
 }
 
 /// Runs `body`, turning a panic into a failure that names the module.
@@ -220,33 +236,67 @@ fn command(spec: &ModuleSpec) -> Command {
 
 /// The `main` of every module binary.
 pub fn main<A: DeserializeOwned>(spec: &'static ModuleSpec, run: RunFn<A>) -> ExitCode {
-    let mut out = guard_stdout();
+    let mut streams = Streams::open();
     panic::set_hook(Box::new(|info| {
         if let Ok(mut slot) = LAST_PANIC.lock() {
             *slot = Some(info.to_string());
         }
     }));
+    let (result, secrets) = run_main(spec, run);
+    match result {
+        Printed::Text(text) => {
+            let _ = streams.result.write_all(text.as_bytes());
+            streams.finish(&secrets);
+            ExitCode::SUCCESS
+        }
+        Printed::Json(value, failed) => {
+            let text = serde_json::to_string(&value).unwrap_or_else(|_| {
+                r#"{"failed": true, "changed": false, "msg": "cannot encode the result"}"#
+                    .to_string()
+            });
+            let _ = writeln!(streams.result, "{text}");
+            let _ = streams.result.flush();
+            streams.finish(&secrets);
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
 
+/// What the process prints on its real stdout.
+enum Printed {
+    /// `--help`, `--version`, `--docs`.
+    Text(String),
+    /// The module result, and whether it failed.
+    Json(Value, bool),
+}
+
+fn run_main<A: DeserializeOwned>(
+    spec: &'static ModuleSpec,
+    run: RunFn<A>,
+) -> (Printed, Vec<String>) {
+    let fail = |msg: String| {
+        let (value, failed) = failure(msg);
+        (Printed::Json(value, failed), Vec::new())
+    };
     let matches = match command(spec).try_get_matches() {
         Ok(m) => m,
         Err(e)
             if e.kind() == clap::error::ErrorKind::DisplayHelp
                 || e.kind() == clap::error::ErrorKind::DisplayVersion =>
         {
-            let _ = write!(out, "{}", e.render());
-            return ExitCode::SUCCESS;
+            return (Printed::Text(e.render().to_string()), Vec::new());
         }
         Err(e) => {
             let first = e.to_string().lines().next().unwrap_or_default().to_string();
-            return emit(
-                &mut out,
-                failure(format!("command line: {first} (see --help)")),
-            );
+            return fail(format!("command line: {first} (see --help)"));
         }
     };
     if matches.get_flag("docs") {
-        let _ = write!(out, "{}", docs::sidecar_yaml(spec));
-        return ExitCode::SUCCESS;
+        return (Printed::Text(docs::sidecar_yaml(spec)), Vec::new());
     }
     let overrides = Overrides {
         check: matches.get_flag("check"),
@@ -254,66 +304,133 @@ pub fn main<A: DeserializeOwned>(spec: &'static ModuleSpec, run: RunFn<A>) -> Ex
     };
     let (raw, source) = match matches.get_one::<String>("args").map(String::as_str) {
         None => {
-            return emit(
-                &mut out,
-                failure(
-                    "no arguments given: pass the path of a JSON args file, or - to read it \
-                     from standard input (see --help)"
-                        .to_string(),
-                ),
+            return fail(
+                "no arguments given: pass the path of a JSON args file, or - to read it from \
+                 standard input (see --help)"
+                    .to_string(),
             )
         }
-        Some("-") => {
-            let mut buf = Vec::new();
-            match std::io::stdin().read_to_end(&mut buf) {
-                Ok(_) => (buf, "standard input".to_string()),
-                Err(e) => {
-                    return emit(
-                        &mut out,
-                        failure(format!("cannot read standard input: {e}")),
-                    )
-                }
-            }
-        }
+        Some("-") => match read_stdin() {
+            Ok(buf) => (buf, "standard input".to_string()),
+            Err(e) => return fail(format!("cannot read standard input: {e}")),
+        },
         Some(path) => match std::fs::read(path) {
             Ok(buf) => (buf, format!("'{path}'")),
-            Err(e) => {
-                return emit(
-                    &mut out,
-                    failure(format!("cannot read the arguments file '{path}': {e}")),
-                )
-            }
+            Err(e) => return fail(format!("cannot read the arguments file '{path}': {e}")),
         },
     };
-    emit(&mut out, execute(spec, run, &raw, &source, overrides))
+    let (value, failed, secrets) = execute_with_secrets(spec, run, &raw, &source, overrides);
+    (Printed::Json(value, failed), secrets)
 }
 
-fn emit(out: &mut Box<dyn Write>, (result, failed): (Value, bool)) -> ExitCode {
-    let text = serde_json::to_string(&result).unwrap_or_else(|_| {
-        r#"{"failed": true, "changed": false, "msg": "cannot encode the result"}"#.to_string()
-    });
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+fn read_stdin() -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin().read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// At most this much of a module's stray output is kept (the rest is counted and dropped).
+const CAPTURE_LIMIT: usize = 1 << 20;
+
+/// How long the end of the run waits for the capture to drain once the pipe is closed (a
+/// daemon started by a module could hold it open forever).
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// The process's streams while a module runs.
+///
+/// The real stdout is kept for the result alone. File descriptors 1 and 2 are pointed at a
+/// pipe that a thread drains: anything else the module (or a library, or a child process)
+/// writes is collected, scrubbed of the secrets once they are known, and written to the real
+/// stderr after the result. So stray output can neither corrupt the JSON nor leak a secret.
+struct Streams {
+    result: Box<dyn Write>,
+    capture: Option<Capture>,
+}
+
+struct Capture {
+    stderr: File,
+    collected: Arc<Mutex<(Vec<u8>, usize)>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Streams {
+    fn open() -> Streams {
+        let stdout = std::io::stdout();
+        let Ok(saved) = nix::unistd::dup(&stdout) else {
+            return Streams {
+                result: Box::new(stdout),
+                capture: None,
+            };
+        };
+        let capture = Capture::start().ok();
+        if capture.is_none() {
+            // No pipe: at least keep stray output off the result's stream.
+            let _ = nix::unistd::dup2_stdout(std::io::stderr());
+        }
+        Streams {
+            result: Box::new(File::from(saved)),
+            capture,
+        }
+    }
+
+    /// Closes the capture and writes what it collected, scrubbed, to the real stderr.
+    fn finish(&mut self, secrets: &[String]) {
+        let _ = self.result.flush();
+        let Some(mut capture) = self.capture.take() else {
+            return;
+        };
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2_stdout(&null);
+            let _ = nix::unistd::dup2_stderr(&null);
+        }
+        let _ = capture.done.recv_timeout(DRAIN_WAIT);
+        let (bytes, dropped) = match capture.collected.lock() {
+            Ok(mut c) => (std::mem::take(&mut c.0), c.1),
+            Err(_) => return,
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        crate::result::scrub_str(&mut text, secrets);
+        if dropped > 0 {
+            text.push_str(&format!("\n[{dropped} more bytes of output dropped]\n"));
+        }
+        let _ = capture.stderr.write_all(text.as_bytes());
     }
 }
 
-/// Keeps a private handle on the real stdout for the result, and points file descriptor 1 at
-/// stderr so nothing else can print there.
-fn guard_stdout() -> Box<dyn Write> {
-    let stdout = std::io::stdout();
-    match nix::unistd::dup(&stdout) {
-        Ok(saved) => {
-            if nix::unistd::dup2_stdout(std::io::stderr()).is_ok() {
-                Box::new(File::from(saved))
-            } else {
-                Box::new(stdout)
+impl Capture {
+    fn start() -> nix::Result<Capture> {
+        let stderr = File::from(nix::unistd::dup(std::io::stderr())?);
+        let (read, write) = nix::unistd::pipe()?;
+        let collected = Arc::new(Mutex::new((Vec::new(), 0usize)));
+        let (tx, done) = mpsc::channel();
+        let sink = Arc::clone(&collected);
+        std::thread::spawn(move || {
+            let mut pipe = File::from(read);
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut c) = sink.lock() {
+                    let room = CAPTURE_LIMIT.saturating_sub(c.0.len()).min(n);
+                    c.0.extend_from_slice(&chunk[..room]);
+                    c.1 += n - room;
+                }
             }
-        }
-        Err(_) => Box::new(stdout),
+            let _ = tx.send(());
+        });
+        nix::unistd::dup2_stdout(&write)?;
+        nix::unistd::dup2_stderr(&write)?;
+        Ok(Capture {
+            stderr,
+            collected,
+            done,
+        })
     }
 }
 
