@@ -25,8 +25,10 @@ pub fn list(sites: &[PlannedSite]) -> Value {
 
 /// Writes the `--list` document. It is serialized while it is walked, never built in memory:
 /// a provider's 10,000 hosts would otherwise cost a tree of several hundred thousand values.
-/// For many sites, `_meta.hostvars` and the groups (about half the bytes each) are serialized
-/// on two threads; the bytes are the same as the single-threaded form.
+///
+/// Key order: `_meta`, the site parent groups, `all`, then the other groups by name. For many
+/// sites the first part (host variables and site facts) and the second (groups) are serialized
+/// on two threads, each about half the work; the bytes are the same as the one-thread form.
 pub fn write_list<W: std::io::Write>(
     sites: &[PlannedSite],
     mut out: W,
@@ -40,36 +42,40 @@ pub fn write_list<W: std::io::Write>(
     }
     // About 10 kB of JSON per site, split evenly: preallocate instead of growing.
     let estimate = sites.len() * 6 * 1024;
-    let (meta, groups) = std::thread::scope(|scope| {
-        let meta = scope.spawn(|| {
+    let (head, tail) = std::thread::scope(|scope| {
+        let head = scope.spawn(|| {
             let mut buf = Vec::with_capacity(estimate);
-            serde_json::to_writer(&mut buf, &Meta { sites }).map(|()| buf)
+            serde_json::to_writer(&mut buf, &Head { sites }).map(|()| buf)
         });
         let mut buf = Vec::with_capacity(estimate);
-        let groups = serde_json::to_writer(&mut buf, &Groups { sites }).map(|()| buf);
-        (meta.join(), groups)
+        let tail = serde_json::to_writer(&mut buf, &Tail { sites }).map(|()| buf);
+        (head.join(), tail)
     });
-    let meta = meta.map_err(|_| serde::ser::Error::custom("the hostvars thread panicked"))??;
-    let groups = groups?;
-    // `{"_meta":` META `,` then the groups object without its opening brace.
-    out.write_all(b"{\"_meta\":")
-        .map_err(serde_json::Error::io)?;
-    out.write_all(&meta).map_err(serde_json::Error::io)?;
+    let head = head.map_err(|_| serde::ser::Error::custom("a serializer thread panicked"))??;
+    let tail = tail?;
+    // `{HEAD}` and `{TAIL}` become `{HEAD,TAIL}`.
+    let head = head.strip_suffix(b"}").unwrap_or(&head);
+    let tail = tail.strip_prefix(b"{").unwrap_or(&tail);
+    out.write_all(head).map_err(serde_json::Error::io)?;
     out.write_all(b",").map_err(serde_json::Error::io)?;
-    out.write_all(groups.get(1..).unwrap_or_default())
-        .map_err(serde_json::Error::io)
+    out.write_all(tail).map_err(serde_json::Error::io)
 }
 
 /// From this many sites on, `write_list` uses two threads.
 const PARALLEL_SITES: usize = 16;
 
-/// The `--list` document: `_meta`, `all`, then every group by name.
+/// The `--list` document.
 struct List<'a> {
     sites: &'a [PlannedSite],
 }
 
-/// The `--list` document without `_meta`: `all`, then every group by name.
-struct Groups<'a> {
+/// Its first part: `_meta` and the site parent groups.
+struct Head<'a> {
+    sites: &'a [PlannedSite],
+}
+
+/// Its second part: `all` and every other group.
+struct Tail<'a> {
     sites: &'a [PlannedSite],
 }
 
@@ -83,7 +89,15 @@ enum Group<'a> {
     SiteRole(&'a PlannedSite, &'static str),
 }
 
-/// The top-level groups (children of `all`) and every group by name.
+/// The site parent groups, by name.
+fn site_groups(sites: &[PlannedSite]) -> BTreeMap<&str, Group<'_>> {
+    sites
+        .iter()
+        .map(|s| (s.topology.name.as_str(), Group::Site(s)))
+        .collect()
+}
+
+/// The top-level groups (children of `all`) and every group but the site parents, by name.
 fn layout(sites: &[PlannedSite]) -> (Vec<String>, BTreeMap<String, Group<'_>>) {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut shared: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -94,7 +108,6 @@ fn layout(sites: &[PlannedSite]) -> (Vec<String>, BTreeMap<String, Group<'_>>) {
             shared.entry(g).or_default().push(name.clone());
             groups.insert(name, Group::SiteRole(site, g));
         }
-        groups.insert(site.topology.name.clone(), Group::Site(site));
         scales
             .entry(format!("scale_{}", site.topology.scale.name()))
             .or_default()
@@ -112,27 +125,44 @@ fn layout(sites: &[PlannedSite]) -> (Vec<String>, BTreeMap<String, Group<'_>>) {
     (top, groups)
 }
 
+fn head_entries<M: SerializeMap>(map: &mut M, sites: &[PlannedSite]) -> Result<(), M::Error> {
+    map.serialize_entry("_meta", &Meta { sites })?;
+    for (name, group) in &site_groups(sites) {
+        map.serialize_entry(name, group)?;
+    }
+    Ok(())
+}
+
+fn tail_entries<M: SerializeMap>(map: &mut M, sites: &[PlannedSite]) -> Result<(), M::Error> {
+    let (top, groups) = layout(sites);
+    map.serialize_entry("all", &Children(&top))?;
+    for (name, group) in &groups {
+        map.serialize_entry(name, group)?;
+    }
+    Ok(())
+}
+
 impl Serialize for List<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (top, groups) = layout(self.sites);
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("_meta", &Meta { sites: self.sites })?;
-        map.serialize_entry("all", &Children(&top))?;
-        for (name, group) in &groups {
-            map.serialize_entry(name, group)?;
-        }
+        head_entries(&mut map, self.sites)?;
+        tail_entries(&mut map, self.sites)?;
         map.end()
     }
 }
 
-impl Serialize for Groups<'_> {
+impl Serialize for Head<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (top, groups) = layout(self.sites);
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("all", &Children(&top))?;
-        for (name, group) in &groups {
-            map.serialize_entry(name, group)?;
-        }
+        head_entries(&mut map, self.sites)?;
+        map.end()
+    }
+}
+
+impl Serialize for Tail<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        tail_entries(&mut map, self.sites)?;
         map.end()
     }
 }

@@ -104,7 +104,11 @@ impl IpPlan {
         }
 
         // Pinned hosts: known names, addresses inside the network, no collisions.
-        let names = topology.host_names();
+        let names = if site.hosts.is_empty() {
+            Vec::new()
+        } else {
+            topology.host_names()
+        };
         let suffix = format!(".{}", topology.domain);
         let mut pins: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
         let mut pinned_by: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
@@ -170,7 +174,7 @@ impl IpPlan {
         }
 
         let blocks = role_blocks(topology, site)?;
-        let mut hosts = Vec::with_capacity(names.len());
+        let mut hosts = Vec::with_capacity(topology.total_servers() as usize);
         for plan in &topology.roles {
             let (block_base, block_size) = blocks[plan.role.block_index() as usize];
             let first = u64::from(block_base) + 1;

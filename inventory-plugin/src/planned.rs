@@ -366,11 +366,11 @@ impl PlannedSite {
             }
             "minio" => {
                 let n = self.topology.role(Role::Minio).count;
-                let pattern = self
-                    .topology
-                    .name_pattern
-                    .replace("{role}", "minio")
-                    .replace("{index}", &format!("{{1...{n}}}"));
+                let pattern = crate::topology::expand_pattern(
+                    &self.topology.name_pattern,
+                    "minio",
+                    &format!("{{1...{n}}}"),
+                );
                 let set = erasure_set_size(n);
                 let parity = default_parity(set);
                 let disk = self.topology.role(Role::Minio).size.disk_gb;

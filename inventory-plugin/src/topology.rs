@@ -386,9 +386,7 @@ impl Topology {
 
     /// Short host name of the `index`-th (1-based) server of `role`.
     pub fn host_name(&self, role: Role, index: u32) -> String {
-        self.name_pattern
-            .replace("{role}", role.name())
-            .replace("{index}", &index.to_string())
+        expand_pattern(&self.name_pattern, role.name(), &index.to_string())
     }
 
     /// Every short host name, role by role.
@@ -477,6 +475,28 @@ fn check_domain(domain: &str) -> Result<(), SiteError> {
             reason: "a DNS name with at least two labels of a-z, 0-9 and -".into(),
         })
     }
+}
+
+/// `pattern` with `{role}` and `{index}` replaced, in one pass.
+pub fn expand_pattern(pattern: &str, role: &str, index: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + role.len() + index.len());
+    let mut rest = pattern;
+    while let Some(pos) = rest.find('{') {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if let Some(after) = tail.strip_prefix("{role}") {
+            out.push_str(role);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{index}") {
+            out.push_str(index);
+            rest = after;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn check_name_pattern(domain: &str, pattern: &str) -> Result<(), SiteError> {
