@@ -18,7 +18,8 @@ fn repo_root() -> PathBuf {
 fn example(scale: &str) -> PathBuf {
     repo_root()
         .join("examples/sites")
-        .join(format!("{scale}.chat.z3r0d3v.com.matrix_ha.yml"))
+        .join(scale)
+        .join("chat.z3r0d3v.com.matrix_ha.yml")
 }
 
 /// A tool of the project's virtualenv; fails (never skips) when it is missing.

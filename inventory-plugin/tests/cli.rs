@@ -15,7 +15,8 @@ fn crate_dir() -> PathBuf {
 fn example(scale: &str) -> PathBuf {
     crate_dir()
         .join("../examples/sites")
-        .join(format!("{scale}.chat.z3r0d3v.com.matrix_ha.yml"))
+        .join(scale)
+        .join("chat.z3r0d3v.com.matrix_ha.yml")
 }
 
 fn inventory() -> Command {
