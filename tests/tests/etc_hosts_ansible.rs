@@ -98,6 +98,30 @@ fn diff_mode_shows_the_change() {
 }
 
 #[test]
+fn no_target_syslog_keeps_the_diff() {
+    // Ansible sets _ansible_no_log for no_target_syslog too; that must not hide the diff.
+    let a = Ansible::new();
+    let hosts = a.path("hosts");
+    fs::write(&hosts, STOCK).unwrap();
+    let book = a.path("play.yml");
+    fs::write(&book, PLAY).unwrap();
+    let out = a
+        .command("ansible-playbook")
+        .env("ANSIBLE_NO_TARGET_SYSLOG", "true")
+        .arg(&book)
+        .args(["--check", "--diff", "-e"])
+        .arg(format!("hosts_path={}", hosts.display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("+10.20.0.31\tpatroni-1.chat.z3r0d3v.com patroni-1"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn ad_hoc_with_string_arguments() {
     let a = Ansible::new();
     let hosts = a.path("hosts");

@@ -307,34 +307,27 @@ fn collect_value(opt: &OptionSpec, value: &Value, secret: bool, out: &mut Vec<St
 
 /// The arguments as they may appear in `invocation.module_args`: options the spec does not
 /// know are left out, and every `no_log` value (at any depth) is replaced by [`NO_LOG_MARKER`].
-/// With `everything` (a task-level `no_log`), every value is masked.
-pub fn masked(
-    spec: &[OptionSpec],
-    values: &Map<String, Value>,
-    everything: bool,
-) -> Map<String, Value> {
+pub fn masked(spec: &[OptionSpec], values: &Map<String, Value>) -> Map<String, Value> {
     spec.iter()
         .filter_map(|opt| {
             let value = values.get(opt.name)?;
-            Some((opt.name.to_string(), mask_value(opt, value, everything)))
+            Some((opt.name.to_string(), mask_value(opt, value)))
         })
         .collect()
 }
 
-fn mask_value(opt: &OptionSpec, value: &Value, everything: bool) -> Value {
+fn mask_value(opt: &OptionSpec, value: &Value) -> Value {
     if value.is_null() {
         return Value::Null;
     }
-    if opt.no_log || everything {
+    if opt.no_log {
         return Value::from(NO_LOG_MARKER);
     }
     match value {
         Value::Object(map) if !opt.suboptions.is_empty() => {
-            Value::Object(masked(opt.suboptions, map, false))
+            Value::Object(masked(opt.suboptions, map))
         }
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| mask_value(opt, v, false)).collect())
-        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| mask_value(opt, v)).collect()),
         other => other.clone(),
     }
 }
@@ -463,12 +456,10 @@ mod tests {
             p.secrets,
             vec!["hunter2-x".to_string(), "s3cr3t!".to_string()]
         );
-        let m = masked(&SPEC, &p.values, false);
+        let m = masked(&SPEC, &p.values);
         assert_eq!(m["password"], json!(NO_LOG_MARKER));
         assert_eq!(m["users"], json!([{"name": "u", "secret": NO_LOG_MARKER}]));
         assert_eq!(m["state"], json!("present"));
-        let all = masked(&SPEC, &p.values, true);
-        assert_eq!(all["state"], json!(NO_LOG_MARKER));
 
         let bad = parse(&SPEC, &[], &obj(json!({"password": {"not": "text"}}))).unwrap_err();
         assert!(bad.to_string().contains("hidden: no_log"));

@@ -101,8 +101,6 @@ pub(crate) struct Report<'a> {
     pub invocation: Option<Map<String, Value>>,
     pub secrets: &'a [String],
     pub show_diff: bool,
-    /// A task-level `no_log`: the diff is withheld too.
-    pub no_log: bool,
 }
 
 impl Report<'_> {
@@ -116,11 +114,7 @@ impl Report<'_> {
                 out.insert("failed".into(), Value::Bool(false));
                 out.insert("msg".into(), Value::from(outcome.msg));
                 if let (true, Some(diff)) = (self.show_diff, outcome.diff) {
-                    if self.no_log {
-                        out.insert("diff".into(), Value::Object(Map::new()));
-                    } else {
-                        out.insert("diff".into(), diff.to_json());
-                    }
+                    out.insert("diff".into(), diff.to_json());
                 }
                 merge_extra(&mut out, outcome.data);
             }
@@ -201,7 +195,6 @@ mod tests {
             invocation: None,
             secrets,
             show_diff: true,
-            no_log: false,
         }
     }
 
@@ -233,14 +226,13 @@ mod tests {
     }
 
     #[test]
-    fn diff_only_when_asked_and_withheld_under_task_no_log() {
+    fn diff_only_when_asked() {
         let outcome = || Ok(Outcome::new(true, "x").with_diff(Diff::file("/f", "a", "b")));
         let mut r = report(outcome(), &[]);
         r.show_diff = false;
         assert!(r.into_json().0.get("diff").is_none());
-        let mut r = report(outcome(), &[]);
-        r.no_log = true;
-        assert_eq!(r.into_json().0["diff"], json!({}));
+        let r = report(outcome(), &[]);
+        assert_eq!(r.into_json().0["diff"]["after"], json!("b"));
     }
 
     #[test]

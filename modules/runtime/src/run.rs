@@ -30,7 +30,9 @@ pub struct Context {
     pub check_mode: bool,
     /// Diff mode: return a `diff` of what changes.
     pub diff: bool,
-    /// Task-level `no_log`.
+    /// `_ansible_no_log`: set by a task's `no_log` and by `no_target_syslog`. As in
+    /// ansible-core's `AnsibleModule` it only means "do not log on the target" (these modules
+    /// never do); hiding a `no_log` task's result is the controller's job.
     pub no_log: bool,
     pub verbosity: u8,
     warnings: Vec<String>,
@@ -112,7 +114,7 @@ fn execute_with_secrets<A: DeserializeOwned>(
         // Echo what was given, minus unknown options and no_log values.
         Err(_) => (options.clone(), Vec::new()),
     };
-    let invocation = params::masked(spec.options, &values, flags.no_log);
+    let invocation = params::masked(spec.options, &values);
     let mut ctx = Context::new(flags);
 
     let outcome = match parsed {
@@ -133,7 +135,6 @@ fn execute_with_secrets<A: DeserializeOwned>(
         invocation: Some(invocation),
         secrets: &secrets,
         show_diff: ctx.diff,
-        no_log: ctx.no_log,
     }
     .into_json();
     (result, failed, secrets)
@@ -195,7 +196,6 @@ fn failure(msg: String) -> (Value, bool) {
         invocation: None,
         secrets: &[],
         show_diff: false,
-        no_log: false,
     }
     .into_json()
 }
