@@ -126,6 +126,14 @@ impl PlannedSite {
                     reason: "a DNS name".into(),
                 });
             }
+            if let Some(h) = ip.hosts.iter().find(|h| h.fqdn == name || h.name == name) {
+                return Err(SiteError::InvalidOption {
+                    site: d.clone(),
+                    option: "vip_names".into(),
+                    value: extra.clone(),
+                    reason: format!("already the name of host {} ({})", h.name, h.address),
+                });
+            }
             if !vip_names.contains(&name) {
                 vip_names.push(name);
             }

@@ -283,6 +283,11 @@ fn bad_site_files_fail_with_a_clear_message() {
             &["livekit-10", "livekit block", "10.20.0.61-10.20.0.69"],
         ),
         (
+            "a VIP name that is a host's name",
+            format!("{GOOD}vip_names: [patroni-2.chat.z3r0d3v.com]\n"),
+            &["vip_names", "patroni-2", "10.20.0.32"],
+        ),
+        (
             "bad keepalived vrid",
             format!("{GOOD}keepalived_vrid: 300\n"),
             &["keepalived_vrid", "300"],
