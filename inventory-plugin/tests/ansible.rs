@@ -297,3 +297,68 @@ fn the_plugin_says_where_it_looked_for_the_binary() {
         "{err}"
     );
 }
+
+/// MDAD's own check, with Ansible's `varnames` lookup and its regular expressions: none of
+/// MDAD's refused patterns matches any variable of any host. A planted variable proves the
+/// check can fail.
+#[test]
+fn mdads_varnames_check_finds_nothing_in_the_inventory() {
+    let sandbox = Sandbox::new();
+    let list = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mdad-forbidden-names.txt"),
+    )
+    .expect("reads the pattern list");
+    let patterns: Vec<String> = list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            if l.starts_with('^') {
+                l.to_string()
+            } else {
+                format!("^{l}$")
+            }
+        })
+        .collect();
+    let vars = sandbox.dir.path().join("forbidden.json");
+    std::fs::write(
+        &vars,
+        serde_json::json!({ "mdad_forbidden": patterns }).to_string(),
+    )
+    .expect("writes vars");
+    let playbook = sandbox.dir.path().join("check.yml");
+    std::fs::write(
+        &playbook,
+        "- hosts: all\n  gather_facts: false\n  connection: local\n  tasks:\n\
+         \x20   - name: No variable matches MDAD's refused patterns\n\
+         \x20     ansible.builtin.assert:\n\
+         \x20       that: found | length == 0\n\
+         \x20       fail_msg: \"refused by MDAD: {{ found }}\"\n\
+         \x20       quiet: true\n\
+         \x20     vars:\n\
+         \x20       found: \"{{ query('ansible.builtin.varnames', *mdad_forbidden) }}\"\n",
+    )
+    .expect("writes the playbook");
+    let extra = format!("@{}", vars.display());
+    let play = |more: &[&str]| {
+        let mut args = vec![playbook.to_str().expect("utf-8 path"), "-e", extra.as_str()];
+        args.extend_from_slice(more);
+        sandbox.plugin("ansible-playbook", &example("large"), &args)
+    };
+    let out = play(&[]);
+    let text = ok(&out, "ansible-playbook");
+    assert!(text.contains("ok=1"), "{text}");
+    assert!(!text.contains("failed=1"), "{text}");
+
+    let planted = play(&[
+        "--limit",
+        "synapse-1.chat.z3r0d3v.com",
+        "-e",
+        "matrix_coturn_enabled=true",
+    ]);
+    let text = String::from_utf8_lossy(&planted.stdout);
+    assert!(
+        !planted.status.success(),
+        "the check missed a planted variable: {text}"
+    );
+    assert!(text.contains("matrix_coturn_enabled"), "{text}");
+}
