@@ -40,25 +40,52 @@ pub fn write_list<W: std::io::Write>(
     if sites.len() < PARALLEL_SITES {
         return List { sites }.serialize(&mut serde_json::Serializer::new(out));
     }
-    // About 10 kB of JSON per site, split evenly: preallocate instead of growing.
-    let estimate = sites.len() * 6 * 1024;
-    let (head, tail) = std::thread::scope(|scope| {
-        let head = scope.spawn(|| {
+    // The head goes straight to `out` while another thread buffers the tail (about 5 kB of
+    // JSON per site): `{HEAD}` and `{TAIL}` become `{HEAD,TAIL}`.
+    let estimate = sites.len() * 5 * 1024;
+    std::thread::scope(|scope| {
+        let tail = scope.spawn(|| {
             let mut buf = Vec::with_capacity(estimate);
-            serde_json::to_writer(&mut buf, &Head { sites }).map(|()| buf)
+            serde_json::to_writer(&mut buf, &Tail { sites }).map(|()| buf)
         });
-        let mut buf = Vec::with_capacity(estimate);
-        let tail = serde_json::to_writer(&mut buf, &Tail { sites }).map(|()| buf);
-        (head.join(), tail)
-    });
-    let head = head.map_err(|_| serde::ser::Error::custom("a serializer thread panicked"))??;
-    let tail = tail?;
-    // `{HEAD}` and `{TAIL}` become `{HEAD,TAIL}`.
-    let head = head.strip_suffix(b"}").unwrap_or(&head);
-    let tail = tail.strip_prefix(b"{").unwrap_or(&tail);
-    out.write_all(head).map_err(serde_json::Error::io)?;
-    out.write_all(b",").map_err(serde_json::Error::io)?;
-    out.write_all(tail).map_err(serde_json::Error::io)
+        let mut head = StripLastByte::new(&mut out);
+        serde_json::to_writer(&mut head, &Head { sites })?;
+        let tail = tail
+            .join()
+            .map_err(|_| serde::ser::Error::custom("the serializer thread panicked"))??;
+        out.write_all(b",").map_err(serde_json::Error::io)?;
+        out.write_all(tail.strip_prefix(b"{").unwrap_or(&tail))
+            .map_err(serde_json::Error::io)
+    })
+}
+
+/// Passes bytes through, holding back the last one written: the closing brace of the head.
+struct StripLastByte<W> {
+    out: W,
+    held: Option<u8>,
+}
+
+impl<W: std::io::Write> StripLastByte<W> {
+    fn new(out: W) -> Self {
+        StripLastByte { out, held: None }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for StripLastByte<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((&last, body)) = buf.split_last() {
+            if let Some(byte) = self.held.take() {
+                self.out.write_all(&[byte])?;
+            }
+            self.out.write_all(body)?;
+            self.held = Some(last);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// From this many sites on, `write_list` uses two threads.

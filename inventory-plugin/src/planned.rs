@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::SiteError;
 use crate::ipplan::{IpPlan, PlannedHost};
@@ -165,20 +165,15 @@ impl PlannedSite {
         self.ip.hosts_of(Role::Synapse).next()
     }
 
-    fn addresses(&self, role: Role) -> Vec<Value> {
+    fn addresses(&self, role: Role) -> Vec<&str> {
         self.ip
             .hosts_of(role)
-            .map(|h| Value::String(h.address_text.clone()))
+            .map(|h| h.address_text.as_str())
             .collect()
     }
 
-    fn peers(&self, role: Role) -> Value {
-        Value::Array(
-            self.ip
-                .hosts_of(role)
-                .map(|h| json!({"name": h.name, "fqdn": h.fqdn.clone(), "address": h.address_text.clone()}))
-                .collect(),
-        )
+    fn peers(&self, role: Role) -> Val<'_> {
+        Val::Peers(self.hosts(role))
     }
 
     /// The intranet /etc/hosts: the VIP with the Matrix names, then every server. Each entry is
@@ -193,50 +188,44 @@ impl PlannedSite {
     }
 
     /// TURN URIs handed to Matrix clients: every coturn server, UDP, TCP and TLS.
-    pub fn turn_uris(&self) -> Vec<Value> {
+    pub fn turn_uris(&self) -> Vec<String> {
         let mut uris = Vec::new();
         for h in self.ip.hosts_of(Role::Coturn) {
-            let f = h.fqdn.clone();
-            uris.push(Value::String(format!("turn:{f}:3478?transport=udp")));
-            uris.push(Value::String(format!("turn:{f}:3478?transport=tcp")));
-            uris.push(Value::String(format!("turns:{f}:5349?transport=tcp")));
+            let f = &h.fqdn;
+            uris.push(format!("turn:{f}:3478?transport=udp"));
+            uris.push(format!("turn:{f}:3478?transport=tcp"));
+            uris.push(format!("turns:{f}:5349?transport=tcp"));
         }
         uris
     }
 
     /// `site_*` facts, set on the site's parent group.
-    pub fn site_vars(&self) -> Map<String, Value> {
+    pub fn site_vars(&self) -> Vars<'_> {
         let t = &self.topology;
-        let mut v = Map::new();
-        v.insert("site_name".into(), json!(t.name));
-        v.insert("site_domain".into(), json!(t.domain));
-        v.insert("site_scale".into(), json!(t.scale.name()));
-        v.insert("site_capacity_ccu".into(), json!(t.scale.capacity_ccu()));
+        let mut v = Vars::with_capacity(16);
+        v.insert("site_name", t.name.as_str());
+        v.insert("site_domain", t.domain.as_str());
+        v.insert("site_scale", t.scale.name());
+        v.insert("site_capacity_ccu", json!(t.scale.capacity_ccu()));
         if let Some(ccu) = t.expected_ccu {
-            v.insert("site_expected_ccu".into(), json!(ccu));
+            v.insert("site_expected_ccu", json!(ccu));
         }
-        v.insert("site_network".into(), json!(self.ip.network.to_string()));
-        v.insert(
-            "site_netmask".into(),
-            json!(self.ip.network.netmask().to_string()),
-        );
-        v.insert(
-            "site_prefix_len".into(),
-            json!(self.ip.network.prefix_len()),
-        );
-        v.insert("site_gateway".into(), json!(self.ip.gateway.to_string()));
-        v.insert("site_vip".into(), json!(self.ip.vip.to_string()));
-        v.insert("site_vip_names".into(), json!(self.vip_names));
-        v.insert("site_federation_enabled".into(), json!(t.federation));
-        v.insert("site_servers_total".into(), json!(t.total_servers()));
-        v.insert("site_turn_uris".into(), Value::Array(self.turn_uris()));
-        v.insert("etc_hosts_entries".into(), Value::Array(self.etc_hosts()));
+        v.insert("site_network", json!(self.ip.network.to_string()));
+        v.insert("site_netmask", json!(self.ip.network.netmask().to_string()));
+        v.insert("site_prefix_len", json!(self.ip.network.prefix_len()));
+        v.insert("site_gateway", json!(self.ip.gateway.to_string()));
+        v.insert("site_vip", json!(self.ip.vip.to_string()));
+        v.insert("site_vip_names", Val::Strings(self.vip_names.clone()));
+        v.insert("site_federation_enabled", json!(t.federation));
+        v.insert("site_servers_total", json!(t.total_servers()));
+        v.insert("site_turn_uris", Val::Strings(self.turn_uris()));
+        v.insert("etc_hosts_entries", Val::EtcHosts(self));
         v
     }
 
     /// Variables of our roles, set on the site's role groups (`<site>_<group>`).
-    pub fn group_vars(&self, group: &str) -> Map<String, Value> {
-        let mut v = Map::new();
+    pub fn group_vars(&self, group: &str) -> Vars<'_> {
+        let mut v = Vars::with_capacity(24);
         let p = &self.pools;
         let vip = self.ip.vip.to_string();
         match group {
@@ -246,11 +235,11 @@ impl PlannedSite {
                     .iter()
                     .map(|h| format!("{}=http://{}:{ETCD_PEER_PORT}", h.name, h.address))
                     .collect();
-                v.insert("etcd_cluster_token".into(), json!(self.topology.name));
-                v.insert("etcd_initial_cluster".into(), json!(initial.join(",")));
-                v.insert("etcd_peers".into(), self.peers(Role::Patroni));
-                v.insert("etcd_client_port".into(), json!(ETCD_CLIENT_PORT));
-                v.insert("etcd_peer_port".into(), json!(ETCD_PEER_PORT));
+                v.insert("etcd_cluster_token", json!(self.topology.name));
+                v.insert("etcd_initial_cluster", json!(initial.join(",")));
+                v.insert("etcd_peers", self.peers(Role::Patroni));
+                v.insert("etcd_client_port", json!(ETCD_CLIENT_PORT));
+                v.insert("etcd_peer_port", json!(ETCD_PEER_PORT));
             }
             "patroni" => {
                 let etcd: Vec<String> = self
@@ -262,115 +251,91 @@ impl PlannedSite {
                 clients.extend(self.addresses(Role::Synapse));
                 clients.extend(self.addresses(Role::Monitoring));
                 clients.extend(self.addresses(Role::Backup));
-                v.insert("patroni_scope".into(), json!(self.topology.name));
-                v.insert("patroni_peers".into(), self.peers(Role::Patroni));
-                v.insert("patroni_etcd_hosts".into(), json!(etcd));
-                v.insert("patroni_postgres_port".into(), json!(POSTGRES_PORT));
-                v.insert("patroni_restapi_port".into(), json!(PATRONI_RESTAPI_PORT));
+                v.insert("patroni_scope", json!(self.topology.name));
+                v.insert("patroni_peers", self.peers(Role::Patroni));
+                v.insert("patroni_etcd_hosts", json!(etcd));
+                v.insert("patroni_postgres_port", json!(POSTGRES_PORT));
+                v.insert("patroni_restapi_port", json!(PATRONI_RESTAPI_PORT));
+                v.insert("patroni_max_connections", json!(p.postgres_max_connections));
                 v.insert(
-                    "patroni_max_connections".into(),
-                    json!(p.postgres_max_connections),
-                );
-                v.insert(
-                    "patroni_superuser_reserved_connections".into(),
+                    "patroni_superuser_reserved_connections",
                     json!(crate::synapse::SUPERUSER_RESERVED),
                 );
-                v.insert("patroni_allowed_clients".into(), Value::Array(clients));
-                v.insert("patroni_synapse_database".into(), json!("synapse"));
-                v.insert("patroni_synapse_user".into(), json!("synapse"));
+                v.insert("patroni_allowed_clients", Val::Strs(clients));
+                v.insert("patroni_synapse_database", json!("synapse"));
+                v.insert("patroni_synapse_user", json!("synapse"));
                 v.insert(
-                    "patroni_synapse_password".into(),
+                    "patroni_synapse_password",
                     vault("vault_synapse_db_password"),
                 );
                 v.insert(
-                    "patroni_superuser_password".into(),
+                    "patroni_superuser_password",
                     vault("vault_patroni_superuser_password"),
                 );
                 v.insert(
-                    "patroni_replication_password".into(),
+                    "patroni_replication_password",
                     vault("vault_patroni_replication_password"),
                 );
                 v.insert(
-                    "patroni_restapi_password".into(),
+                    "patroni_restapi_password",
                     vault("vault_patroni_restapi_password"),
                 );
             }
             "pgbouncer" => {
                 let listen = self.synapse().map(|h| h.address_text.clone());
-                v.insert("pgbouncer_listen_address".into(), json!(listen));
-                v.insert("pgbouncer_listen_port".into(), json!(PGBOUNCER_PORT));
-                v.insert("pgbouncer_pool_mode".into(), json!("transaction"));
-                v.insert("pgbouncer_upstream_host".into(), json!(vip));
-                v.insert("pgbouncer_upstream_port".into(), json!(POSTGRES_PORT));
-                v.insert("pgbouncer_database".into(), json!("synapse"));
-                v.insert("pgbouncer_user".into(), json!("synapse"));
+                v.insert("pgbouncer_listen_address", json!(listen));
+                v.insert("pgbouncer_listen_port", json!(PGBOUNCER_PORT));
+                v.insert("pgbouncer_pool_mode", json!("transaction"));
+                v.insert("pgbouncer_upstream_host", json!(vip));
+                v.insert("pgbouncer_upstream_port", json!(POSTGRES_PORT));
+                v.insert("pgbouncer_database", json!("synapse"));
+                v.insert("pgbouncer_user", json!("synapse"));
+                v.insert("pgbouncer_password", vault("vault_synapse_db_password"));
+                v.insert("pgbouncer_synapse_processes", json!(p.synapse_processes));
+                v.insert("pgbouncer_synapse_cp_max", json!(p.cp_max));
+                v.insert("pgbouncer_default_pool_size", json!(p.default_pool_size));
+                v.insert("pgbouncer_reserve_pool_size", json!(p.reserve_pool_size));
+                v.insert("pgbouncer_max_db_connections", json!(p.max_db_connections));
+                v.insert("pgbouncer_max_client_conn", json!(p.max_client_conn));
                 v.insert(
-                    "pgbouncer_password".into(),
-                    vault("vault_synapse_db_password"),
-                );
-                v.insert(
-                    "pgbouncer_synapse_processes".into(),
-                    json!(p.synapse_processes),
-                );
-                v.insert("pgbouncer_synapse_cp_max".into(), json!(p.cp_max));
-                v.insert(
-                    "pgbouncer_default_pool_size".into(),
-                    json!(p.default_pool_size),
-                );
-                v.insert(
-                    "pgbouncer_reserve_pool_size".into(),
-                    json!(p.reserve_pool_size),
-                );
-                v.insert(
-                    "pgbouncer_max_db_connections".into(),
-                    json!(p.max_db_connections),
-                );
-                v.insert("pgbouncer_max_client_conn".into(), json!(p.max_client_conn));
-                v.insert(
-                    "pgbouncer_pool_alert_percent".into(),
+                    "pgbouncer_pool_alert_percent",
                     json!(crate::synapse::POOL_SHARE_PERCENT),
                 );
             }
             "haproxy" => {
-                let postgres: Vec<Value> = self
-                    .hosts(Role::Patroni)
-                    .iter()
-                    .map(|h| json!({"name": h.name, "address": h.address_text.clone(), "port": POSTGRES_PORT, "check_port": PATRONI_RESTAPI_PORT}))
-                    .collect();
-                let minio: Vec<Value> = self
-                    .hosts(Role::Minio)
-                    .iter()
-                    .map(|h| json!({"name": h.name, "address": h.address_text.clone(), "port": MINIO_API_PORT}))
-                    .collect();
+                let postgres = Val::Backends {
+                    hosts: self.hosts(Role::Patroni),
+                    port: POSTGRES_PORT,
+                    check_port: Some(PATRONI_RESTAPI_PORT),
+                };
+                let minio = Val::Backends {
+                    hosts: self.hosts(Role::Minio),
+                    port: MINIO_API_PORT,
+                    check_port: None,
+                };
                 let synapse = self.synapse().map(|h| h.address_text.clone());
-                v.insert("haproxy_vip".into(), json!(vip));
-                v.insert("haproxy_public_names".into(), json!(self.vip_names));
-                v.insert("haproxy_public_ports".into(), json!([80, 443, 8448]));
-                v.insert("haproxy_synapse_address".into(), json!(synapse));
-                v.insert("haproxy_synapse_web_port".into(), json!(TRAEFIK_WEB_PORT));
+                v.insert("haproxy_vip", json!(vip));
+                v.insert("haproxy_public_names", Val::Strings(self.vip_names.clone()));
+                v.insert("haproxy_public_ports", json!([80, 443, 8448]));
+                v.insert("haproxy_synapse_address", json!(synapse));
+                v.insert("haproxy_synapse_web_port", json!(TRAEFIK_WEB_PORT));
                 v.insert(
-                    "haproxy_synapse_federation_port".into(),
+                    "haproxy_synapse_federation_port",
                     json!(TRAEFIK_FEDERATION_PORT),
                 );
-                v.insert("haproxy_postgres_port".into(), json!(POSTGRES_PORT));
-                v.insert("haproxy_postgres_backends".into(), Value::Array(postgres));
-                v.insert("haproxy_minio_port".into(), json!(MINIO_API_PORT));
-                v.insert("haproxy_minio_backends".into(), Value::Array(minio));
+                v.insert("haproxy_postgres_port", json!(POSTGRES_PORT));
+                v.insert("haproxy_postgres_backends", postgres);
+                v.insert("haproxy_minio_port", json!(MINIO_API_PORT));
+                v.insert("haproxy_minio_backends", minio);
             }
             "keepalived" => {
-                v.insert("keepalived_vip".into(), json!(vip));
+                v.insert("keepalived_vip", json!(vip));
                 v.insert(
-                    "keepalived_vip_prefix_len".into(),
+                    "keepalived_vip_prefix_len",
                     json!(self.ip.network.prefix_len()),
                 );
-                v.insert(
-                    "keepalived_virtual_router_id".into(),
-                    json!(self.keepalived_vrid),
-                );
-                v.insert(
-                    "keepalived_auth_pass".into(),
-                    vault("vault_keepalived_auth_pass"),
-                );
+                v.insert("keepalived_virtual_router_id", json!(self.keepalived_vrid));
+                v.insert("keepalived_auth_pass", vault("vault_keepalived_auth_pass"));
             }
             "minio" => {
                 let n = self.topology.role(Role::Minio).count;
@@ -382,39 +347,33 @@ impl PlannedSite {
                 let set = erasure_set_size(n);
                 let parity = default_parity(set);
                 let disk = self.topology.role(Role::Minio).size.disk_gb;
-                v.insert("minio_nodes".into(), self.peers(Role::Minio));
+                v.insert("minio_nodes", self.peers(Role::Minio));
                 v.insert(
-                    "minio_pool_url_pattern".into(),
+                    "minio_pool_url_pattern",
                     json!(format!(
                         "http://{pattern}.{}:{MINIO_API_PORT}",
                         self.topology.domain
                     )),
                 );
-                v.insert("minio_erasure_set_size".into(), json!(set));
-                v.insert("minio_parity".into(), json!(parity));
+                v.insert("minio_erasure_set_size", json!(set));
+                v.insert("minio_parity", json!(parity));
                 if let Some(disk) = disk {
                     let usable =
                         u64::from(disk) * u64::from(n) * u64::from(set - parity) / u64::from(set);
-                    v.insert("minio_usable_gb".into(), json!(usable));
+                    v.insert("minio_usable_gb", json!(usable));
                 }
-                v.insert("minio_api_port".into(), json!(MINIO_API_PORT));
-                v.insert("minio_console_port".into(), json!(MINIO_CONSOLE_PORT));
-                v.insert("minio_region".into(), json!(MINIO_REGION));
-                v.insert("minio_root_user".into(), vault("vault_minio_root_user"));
+                v.insert("minio_api_port", json!(MINIO_API_PORT));
+                v.insert("minio_console_port", json!(MINIO_CONSOLE_PORT));
+                v.insert("minio_region", json!(MINIO_REGION));
+                v.insert("minio_root_user", vault("vault_minio_root_user"));
+                v.insert("minio_root_password", vault("vault_minio_root_password"));
+                v.insert("minio_synapse_bucket", json!(self.topology.media_bucket));
                 v.insert(
-                    "minio_root_password".into(),
-                    vault("vault_minio_root_password"),
-                );
-                v.insert(
-                    "minio_synapse_bucket".into(),
-                    json!(self.topology.media_bucket),
-                );
-                v.insert(
-                    "minio_synapse_access_key".into(),
+                    "minio_synapse_access_key",
                     vault("vault_minio_synapse_access_key"),
                 );
                 v.insert(
-                    "minio_synapse_secret_key".into(),
+                    "minio_synapse_secret_key",
                     vault("vault_minio_synapse_secret_key"),
                 );
             }
@@ -425,14 +384,14 @@ impl PlannedSite {
 
     /// Host variables: address, resources, per-host role settings, and for the Synapse host the
     /// MDAD variables (host variables outrank MDAD's own `group_vars/matrix_servers`).
-    pub fn host_vars(&self, h: &PlannedHost) -> Vars {
+    pub fn host_vars<'a>(&'a self, h: &'a PlannedHost) -> Vars<'a> {
         let size = self.topology.role(h.role).size;
         let mut v = Vars::with_capacity(if h.role == Role::Synapse { 80 } else { 16 });
-        v.insert("ansible_host", json!(h.address_text.clone()));
-        v.insert("site_host_role", json!(h.role.name()));
+        v.insert("ansible_host", h.address_text.as_str());
+        v.insert("site_host_role", h.role.name());
         v.insert("site_host_index", json!(h.index));
-        v.insert("site_host_short_name", json!(h.name));
-        v.insert("site_host_fqdn", json!(h.fqdn.clone()));
+        v.insert("site_host_short_name", h.name.as_str());
+        v.insert("site_host_fqdn", h.fqdn.as_str());
         v.insert("site_host_address_pinned", json!(h.pinned));
         v.insert("site_host_vcpu", json!(size.vcpu));
         v.insert("site_host_ram_gb", json!(size.ram_gb));
@@ -444,21 +403,21 @@ impl PlannedSite {
         }
         match h.role {
             Role::Patroni => {
-                v.insert("patroni_name", json!(h.name));
-                v.insert("etcd_name", json!(h.name));
+                v.insert("patroni_name", h.name.as_str());
+                v.insert("etcd_name", h.name.as_str());
             }
             Role::Haproxy => {
-                let peers: Vec<Value> = self
+                let peers: Vec<&str> = self
                     .ip
                     .hosts_of(Role::Haproxy)
                     .filter(|p| p.name != h.name)
-                    .map(|p| Value::String(p.address_text.clone()))
+                    .map(|p| p.address_text.as_str())
                     .collect();
                 // The first node is preferred; each next one 10 lower.
                 let priority = 150u32.saturating_sub(10 * (h.index - 1)).max(1);
                 v.insert("keepalived_priority", json!(priority));
                 v.insert("keepalived_unicast_src_ip", json!(h.address_text.clone()));
-                v.insert("keepalived_unicast_peers", Value::Array(peers));
+                v.insert("keepalived_unicast_peers", Val::Strs(peers));
             }
             Role::Synapse => v.0.extend(self.mdad_vars(h.address).0),
             _ => {}
@@ -467,11 +426,11 @@ impl PlannedSite {
     }
 
     /// The MDAD variables of the Synapse host, with MDAD's current names.
-    pub fn mdad_vars(&self, synapse: Ipv4Addr) -> Vars {
+    pub fn mdad_vars(&self, synapse: Ipv4Addr) -> Vars<'_> {
         let t = &self.topology;
         let p = &self.pools;
         let vip = self.ip.vip;
-        let haproxy: Vec<Value> = self.addresses(Role::Haproxy);
+        let haproxy: Vec<&str> = self.addresses(Role::Haproxy);
         let mut v = Vars::with_capacity(64);
         v.insert("matrix_domain", json!(t.domain));
         v.insert(
@@ -499,7 +458,7 @@ impl PlannedSite {
         );
         v.insert(
             "traefik_config_entrypoint_web_forwardedHeaders_trustedIPs",
-            Value::Array(haproxy.clone()),
+            Val::Strs(haproxy.clone()),
         );
         v.insert(
             "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_host_bind_port",
@@ -566,7 +525,7 @@ impl PlannedSite {
 
         // External TURN: our coturn servers, not MDAD's.
         v.insert("coturn_enabled", json!(false));
-        v.insert("matrix_synapse_turn_uris", Value::Array(self.turn_uris()));
+        v.insert("matrix_synapse_turn_uris", Val::Strings(self.turn_uris()));
         v.insert(
             "matrix_synapse_turn_shared_secret",
             vault("vault_turn_shared_secret"),
@@ -575,31 +534,41 @@ impl PlannedSite {
     }
 }
 
-/// A host's variables: a flat list serialized as a JSON object in insertion order. Cheaper than a
-/// map for the thousands of hosts of a provider's inventory; names are mostly `'static`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Vars(pub Vec<(Cow<'static, str>, Value)>);
+/// Variables of a host or group: a flat list serialized as a JSON object in insertion order.
+/// Names are mostly `'static` and values borrow from the plan, so the thousands of hosts of a
+/// provider's inventory cost few allocations.
+#[derive(Debug, Clone, Default)]
+pub struct Vars<'a>(pub Vec<(Cow<'static, str>, Val<'a>)>);
 
-impl Vars {
-    pub fn with_capacity(n: usize) -> Vars {
+impl<'a> Vars<'a> {
+    pub fn with_capacity(n: usize) -> Vars<'a> {
         Vars(Vec::with_capacity(n))
     }
 
-    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: Value) {
-        self.0.push((name.into(), value));
+    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Val<'a>>) {
+        self.0.push((name.into(), value.into()));
     }
 
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(k, _)| k.as_ref())
     }
 
+    /// The variables as a JSON object (sorted by name), for inspection.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
     /// Checks, in debug builds, that no name is set twice (a bug in this crate). The order
     /// stays the insertion order: deterministic, and cheaper than sorting every host's names.
-    fn checked(self) -> Vars {
+    fn checked(self) -> Vars<'a> {
         debug_assert!(
             self.0
                 .iter()
@@ -611,21 +580,161 @@ impl Vars {
     }
 }
 
-impl std::ops::Index<&str> for Vars {
-    type Output = Value;
-    fn index(&self, name: &str) -> &Value {
-        static NULL: Value = Value::Null;
-        self.get(name).unwrap_or(&NULL)
-    }
-}
-
-impl serde::Serialize for Vars {
+impl serde::Serialize for Vars<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
             map.serialize_entry(k.as_ref(), v)?;
         }
+        map.end()
+    }
+}
+
+/// One variable's value. Structured values the inventory repeats for every site (peers,
+/// backends, the /etc/hosts map) are written straight from the plan.
+#[derive(Debug, Clone)]
+pub enum Val<'a> {
+    Str(&'a str),
+    String(String),
+    Int(u64),
+    Bool(bool),
+    Strs(Vec<&'a str>),
+    Strings(Vec<String>),
+    Json(Value),
+    /// `[{address, fqdn, name}]` of hosts.
+    Peers(Vec<&'a PlannedHost>),
+    /// `[{address, check_port?, name, port}]` of HAProxy backends.
+    Backends {
+        hosts: Vec<&'a PlannedHost>,
+        port: u16,
+        check_port: Option<u16>,
+    },
+    /// The site's intranet /etc/hosts entries (see [`PlannedSite::etc_hosts`]).
+    EtcHosts(&'a PlannedSite),
+}
+
+impl<'a> From<&'a str> for Val<'a> {
+    fn from(s: &'a str) -> Val<'a> {
+        Val::Str(s)
+    }
+}
+
+impl From<String> for Val<'_> {
+    fn from(s: String) -> Self {
+        Val::String(s)
+    }
+}
+
+impl From<u64> for Val<'_> {
+    fn from(n: u64) -> Self {
+        Val::Int(n)
+    }
+}
+
+impl From<u32> for Val<'_> {
+    fn from(n: u32) -> Self {
+        Val::Int(u64::from(n))
+    }
+}
+
+impl From<bool> for Val<'_> {
+    fn from(b: bool) -> Self {
+        Val::Bool(b)
+    }
+}
+
+impl From<Value> for Val<'_> {
+    fn from(v: Value) -> Self {
+        Val::Json(v)
+    }
+}
+
+impl serde::Serialize for Val<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            Val::Str(s) => serializer.serialize_str(s),
+            Val::String(s) => serializer.serialize_str(s),
+            Val::Int(n) => serializer.serialize_u64(*n),
+            Val::Bool(b) => serializer.serialize_bool(*b),
+            Val::Strs(list) => list.serialize(serializer),
+            Val::Strings(list) => list.serialize(serializer),
+            Val::Json(v) => v.serialize(serializer),
+            Val::Peers(hosts) => {
+                let mut seq = serializer.serialize_seq(Some(hosts.len()))?;
+                for h in hosts {
+                    seq.serialize_element(&Peer(h))?;
+                }
+                seq.end()
+            }
+            Val::Backends {
+                hosts,
+                port,
+                check_port,
+            } => {
+                let mut seq = serializer.serialize_seq(Some(hosts.len()))?;
+                for h in hosts {
+                    seq.serialize_element(&Backend(h, *port, *check_port))?;
+                }
+                seq.end()
+            }
+            Val::EtcHosts(site) => {
+                let mut seq = serializer.serialize_seq(Some(site.ip.hosts.len() + 1))?;
+                seq.serialize_element(&HostsEntry(
+                    &site.ip.vip.to_string(),
+                    &site
+                        .vip_names
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>(),
+                ))?;
+                for h in &site.ip.hosts {
+                    seq.serialize_element(&HostsEntry(&h.address_text, &[&h.fqdn, &h.name]))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+struct Peer<'a>(&'a PlannedHost);
+
+impl serde::Serialize for Peer<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("address", &self.0.address_text)?;
+        map.serialize_entry("fqdn", &self.0.fqdn)?;
+        map.serialize_entry("name", &self.0.name)?;
+        map.end()
+    }
+}
+
+struct Backend<'a>(&'a PlannedHost, u16, Option<u16>);
+
+impl serde::Serialize for Backend<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("address", &self.0.address_text)?;
+        if let Some(check) = self.2 {
+            map.serialize_entry("check_port", &check)?;
+        }
+        map.serialize_entry("name", &self.0.name)?;
+        map.serialize_entry("port", &self.1)?;
+        map.end()
+    }
+}
+
+struct HostsEntry<'a>(&'a str, &'a [&'a str]);
+
+impl serde::Serialize for HostsEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("ip", self.0)?;
+        map.serialize_entry("names", self.1)?;
         map.end()
     }
 }
@@ -672,13 +781,20 @@ mod tests {
     }
 
     #[test]
+    fn the_etc_hosts_variable_is_the_hosts_sheet() {
+        let p = planned("scale: large\nvip_names: [call.chat.z3r0d3v.com]\n");
+        let from_vars = serde_json::to_value(Val::EtcHosts(&p)).expect("serializes");
+        assert_eq!(from_vars, Value::Array(p.etc_hosts()));
+    }
+
+    #[test]
     fn synapse_reaches_pgbouncer_on_its_own_address_and_pool_matches() {
         let p = planned("scale: large\n");
-        let v = p.mdad_vars(Ipv4Addr::new(10, 20, 0, 21));
+        let v = p.mdad_vars(Ipv4Addr::new(10, 20, 0, 21)).to_json();
         assert_eq!(v["matrix_synapse_database_host"], "10.20.0.21");
         assert_eq!(v["matrix_synapse_database_port"], 6432);
         assert_eq!(v["postgres_enabled"], false);
-        let pg = p.group_vars("pgbouncer");
+        let pg = p.group_vars("pgbouncer").to_json();
         let cp_max = v["matrix_synapse_database_cp_max"].as_u64().unwrap_or(0);
         let procs = pg["pgbouncer_synapse_processes"].as_u64().unwrap_or(0);
         assert!(pg["pgbouncer_default_pool_size"].as_u64().unwrap_or(0) >= procs * cp_max);
@@ -688,7 +804,7 @@ mod tests {
     #[test]
     fn minio_pool_layout() {
         let p = planned("scale: medium\n");
-        let m = p.group_vars("minio");
+        let m = p.group_vars("minio").to_json();
         assert_eq!(
             m["minio_pool_url_pattern"],
             "http://minio-{1...4}.chat.z3r0d3v.com:9000"
@@ -704,13 +820,13 @@ mod tests {
     fn keepalived_peers_and_priorities() {
         let p = planned("scale: small\n");
         let hosts: Vec<_> = p.ip.hosts_of(Role::Haproxy).cloned().collect();
-        let first = p.host_vars(&hosts[0]);
-        let second = p.host_vars(&hosts[1]);
+        let first = p.host_vars(&hosts[0]).to_json();
+        let second = p.host_vars(&hosts[1]).to_json();
         assert_eq!(first["keepalived_unicast_peers"], json!(["10.20.0.12"]));
         assert_eq!(second["keepalived_unicast_peers"], json!(["10.20.0.11"]));
         assert!(first["keepalived_priority"].as_u64() > second["keepalived_priority"].as_u64());
         assert_eq!(
-            p.group_vars("keepalived")["keepalived_virtual_router_id"],
+            p.group_vars("keepalived").to_json()["keepalived_virtual_router_id"],
             10
         );
     }
