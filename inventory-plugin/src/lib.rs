@@ -20,3 +20,4 @@ pub mod sheet;
 pub mod site;
 pub mod synapse;
 pub mod topology;
+pub mod vars;
