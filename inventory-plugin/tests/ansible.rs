@@ -160,6 +160,46 @@ fn script_and_plugin_forms_give_the_same_inventory() {
 }
 
 #[test]
+fn a_directory_of_sites_gives_the_same_inventory_in_both_forms() {
+    let sandbox = Sandbox::new();
+    let dir = repo_root().join("examples/sites/provider");
+    let via_script = json(&ok(
+        &sandbox.script("ansible-inventory", &dir, &["--list"]),
+        "script --list on a directory",
+    ));
+    let via_plugin = json(&ok(
+        &sandbox.plugin("ansible-inventory", &dir, &["--list"]),
+        "plugin --list on a directory",
+    ));
+    assert_eq!(
+        sorted_children(via_script),
+        sorted_children(via_plugin.clone()),
+        "the two forms differ"
+    );
+    let hostvars = via_plugin["_meta"]["hostvars"]
+        .as_object()
+        .expect("hostvars");
+    assert_eq!(hostvars.len(), 16 + 17 + 19);
+    assert_eq!(
+        hostvars["patroni-1.team.z3r0d3v.com"]["ansible_host"],
+        "172.16.8.31"
+    );
+    assert_eq!(
+        hostvars["patroni-1.ops.z3r0d3v.com"]["ansible_host"],
+        "192.168.50.16"
+    );
+    let mut scales: Vec<&str> = ["scale_small", "scale_medium", "scale_large"]
+        .iter()
+        .map(|g| via_plugin[*g]["children"][0].as_str().unwrap_or_default())
+        .collect();
+    scales.sort_unstable();
+    assert_eq!(
+        scales,
+        ["chat_z3r0d3v_com", "ops_z3r0d3v_com", "team_z3r0d3v_com"]
+    );
+}
+
+#[test]
 fn graph_shows_the_groups_in_both_forms() {
     let sandbox = Sandbox::new();
     let site = example("medium");
