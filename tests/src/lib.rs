@@ -82,7 +82,9 @@ impl Ansible {
             .env("ANSIBLE_FORCE_COLOR", "0")
             .env("ANSIBLE_LOCALHOST_WARNING", "false")
             .env("ANSIBLE_INVENTORY_UNPARSED_WARNING", "false")
-            .env("ANSIBLE_COLLECTIONS_PATH", root().join(".collections"));
+            .env("ANSIBLE_COLLECTIONS_PATH", root().join(".collections"))
+            .env("ANSIBLE_REMOTE_TEMP", self.path("remote-tmp"))
+            .env("ANSIBLE_SSH_CONTROL_PATH_DIR", self.path("cp"));
         cmd
     }
 
@@ -112,6 +114,24 @@ impl Ansible {
             .output()
             .expect("ansible runs");
         Run::from(out)
+    }
+}
+
+impl Drop for Ansible {
+    /// Stops the SSH ControlPersist masters this test's runs left (they would linger 60 s).
+    fn drop(&mut self) {
+        let Ok(sockets) = std::fs::read_dir(self.path("cp")) else {
+            return;
+        };
+        for socket in sockets.flatten() {
+            let _ = Command::new("ssh")
+                .arg("-o")
+                .arg(format!("ControlPath={}", socket.path().display()))
+                .args(["-O", "exit", "matrix-ha-test"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -155,5 +175,100 @@ impl Run {
             .find_map(|field| field.strip_prefix(&format!("{counter}=")))
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no {counter}= in {line}"))
+    }
+}
+
+/// An OpenSSH server on 127.0.0.1 for one test: host and client keys made for the run,
+/// root login by key only, stopped (by its PID) when dropped.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let d = dir.path();
+        for key in ["host_ed25519", "client_ed25519"] {
+            let out = Command::new("ssh-keygen")
+                .args([
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "matrix-ha-test",
+                    "-f",
+                ])
+                .arg(d.join(key))
+                .output()
+                .expect("ssh-keygen (openssh-client) is installed");
+            assert!(out.status.success(), "ssh-keygen failed");
+        }
+        std::fs::copy(d.join("client_ed25519.pub"), d.join("authorized_keys")).unwrap();
+        // Privilege separation needs this directory (no init system creates it here).
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = d.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n\
+                 PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 Subsystem sftp internal-sftp\nLogLevel ERROR\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sshd (openssh-server) is installed; run scripts/setup");
+        let sshd = Sshd { dir, port, child };
+        // Bounded wait for the port: 50 tries, 100 ms apart.
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sshd;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("sshd did not listen on 127.0.0.1:{port} within 5 s (the test needs root)");
+    }
+
+    /// An inventory with one host, `target`, reached over this server as root.
+    pub fn inventory(&self) -> PathBuf {
+        let d = self.dir.path();
+        let path = d.join("inventory.ini");
+        std::fs::write(
+            &path,
+            format!(
+                "target ansible_host=127.0.0.1 ansible_port={port} ansible_user=root \
+                 ansible_connection=ssh ansible_ssh_private_key_file={d}/client_ed25519 \
+                 ansible_python_interpreter=/usr/bin/python3 \
+                 ansible_ssh_common_args='-o StrictHostKeyChecking=no \
+                 -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'\n",
+                port = self.port,
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
