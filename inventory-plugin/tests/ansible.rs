@@ -200,9 +200,18 @@ fn a_directory_of_sites_gives_the_same_inventory_in_both_forms() {
 }
 
 #[test]
-fn graph_shows_the_groups_in_both_forms() {
+fn graph_shows_the_groups_in_every_form() {
     let sandbox = Sandbox::new();
     let site = example("medium");
+    // Ansible's default inventory plugins: `auto` finds ours through the file's `plugin:` key.
+    let with_defaults = sandbox
+        .ansible("ansible-inventory")
+        .env_remove("ANSIBLE_INVENTORY_ENABLED")
+        .arg("-i")
+        .arg(&site)
+        .arg("--graph")
+        .output()
+        .expect("runs ansible");
     for (form, out) in [
         (
             "script",
@@ -212,6 +221,7 @@ fn graph_shows_the_groups_in_both_forms() {
             "plugin",
             sandbox.plugin("ansible-inventory", &site, &["--graph"]),
         ),
+        ("plugin through auto", with_defaults),
     ] {
         let graph = ok(&out, form);
         for needle in [
