@@ -19,16 +19,12 @@ import argparse
 import glob
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+from benchlib import ROOT, ansible_env, machine, peak_rss_kib, per_task_ms, play, require_setup, run_playbook, scratch
+
 STOCK = "127.0.0.1\tlocalhost\n127.0.1.1\tbench.chat.z3r0d3v.com\tbench\n"
 
 
@@ -38,12 +34,6 @@ def address(i):
 
 def names(i):
     return [f"host-{i}.chat.z3r0d3v.com", f"host-{i}"]
-
-
-def play(tasks):
-    return json.dumps(
-        [{"name": "bench", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
-    )
 
 
 def etc_hosts_task(i, path):
@@ -68,73 +58,10 @@ def blockinfile_task(i, path):
     }
 
 
-def ansible_env(home):
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-        ANSIBLE_HOME=home,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        ANSIBLE_NOCOLOR="1",
-    )
-    return env
 
 
-def run_playbook(path, env):
-    start = time.perf_counter()
-    out = subprocess.run(
-        [os.path.join(VENV_BIN, "ansible-playbook"), path],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.perf_counter() - start
-    if out.returncode != 0:
-        sys.exit(f"playbook {path} failed:\n{out.stdout}\n{out.stderr}")
-    return elapsed
 
 
-def peak_rss_kib(argv):
-    """Max RSS of one process, from GNU time (a small parent: a child forked from this Python
-    process would carry this process's pages in its count until it execs)."""
-    out = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if out.returncode != 0:
-        sys.exit(f"{argv[0]} exited {out.returncode}: {out.stderr}")
-    return int(out.stderr.strip().splitlines()[-1])
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def os_name():
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return platform.system()
-
-
-def ansible_version():
-    out = subprocess.run([os.path.join(VENV_BIN, "ansible"), "--version"], capture_output=True, text=True)
-    first = out.stdout.splitlines()[0] if out.stdout else ""
-    return first.split("core ")[-1].rstrip("]") if "core " in first else "unknown"
 
 
 def main():
@@ -142,13 +69,10 @@ def main():
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if not os.path.exists(os.path.join(VENV_BIN, "ansible-playbook")):
-        sys.exit("run scripts/setup first")
-    subprocess.run([os.path.join(ROOT, "scripts", "build")], check=True)
-
-    work = tempfile.mkdtemp(prefix="matrix-ha-bench-")
+    require_setup()
+    work = scratch()
     try:
-        env = ansible_env(os.path.join(work, "ansible-home"))
+        env = ansible_env(work)
         hosts = os.path.join(work, "hosts")
         books = {}
         for name, tasks in {
@@ -174,10 +98,7 @@ def main():
 
         base = statistics.median(times["empty play"]["changing"] + times["empty play"]["unchanged"])
         per_task = {
-            name: {
-                kind: (statistics.median(values) - base) * 1000 / args.tasks
-                for kind, values in runs.items()
-            }
+            name: {kind: per_task_ms(values, base, args.tasks) for kind, values in runs.items()}
             for name, runs in times.items()
             if name != "empty play"
         }
@@ -189,13 +110,8 @@ def main():
         with open(args_file, "w") as f:
             json.dump(etc_hosts_task(0, hosts)["z3r0d3v.matrix_ha.etc_hosts"], f)
         rss_native = peak_rss_kib([os.path.join(ROOT, "plugins", "modules", "etc_hosts"), args_file])
-        remote_tmp = os.path.join(work, "remote-tmp")
-        keep_env = dict(
-            env,
-            ANSIBLE_KEEP_REMOTE_FILES="1",
-            ANSIBLE_PIPELINING="false",
-            ANSIBLE_REMOTE_TEMP=remote_tmp,
-        )
+        remote_tmp = env["ANSIBLE_REMOTE_TEMP"]
+        keep_env = dict(env, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_PIPELINING="false")
         one = os.path.join(work, "one.json")
         with open(one, "w") as f:
             f.write(play([blockinfile_task(0, hosts)]))
@@ -204,8 +120,7 @@ def main():
         rss_python = peak_rss_kib([sys.executable, payloads[0]]) if payloads else None
 
         size = os.path.getsize(os.path.join(ROOT, "plugins", "modules", "etc_hosts"))
-        print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.machine()}, "
-              f"Linux {platform.release()}, {os_name()}; ansible-core {ansible_version()}")
+        print(f"machine: {machine()}")
         print(f"{args.tasks} tasks per play, median of {args.rounds} rounds, local connection, "
               f"pipelining on; fixed play start-up {base * 1000:.0f} ms subtracted")
         print(f"etc_hosts binary: {size / 1024:.0f} KiB\n")
