@@ -1,0 +1,125 @@
+//! The molecule scenarios, in containers of the project's own image (scripts/build-image):
+//! create → converge → idempotence → check mode → verify → destroy. Molecule's idempotence step
+//! fails on any change by itself; its check step does not, so this test reads the recap of the
+//! check phase and requires changed=0 on every host.
+
+use std::process::Command;
+
+use matrix_ha_tests::{collection, root, venv_tool};
+
+/// Runs `molecule test -s SCENARIO` and returns its output (colour off).
+fn molecule_test(scenario: &str) -> String {
+    let root = collection();
+    let image = Command::new(root.join("scripts/build-image"))
+        .output()
+        .unwrap();
+    assert!(
+        image.status.success(),
+        "{}",
+        String::from_utf8_lossy(&image.stderr)
+    );
+    let tag = String::from_utf8(image.stdout).unwrap().trim().to_string();
+    let venv_bin = venv_tool("molecule").parent().unwrap().to_path_buf();
+    // One stream, in order: molecule logs its steps on stderr, Ansible's recaps go to stdout.
+    let out = Command::new("sh")
+        .args(["-c", r#"exec "$0" test -s "$1" 2>&1"#])
+        .arg(venv_bin.join("molecule"))
+        .arg(scenario)
+        .current_dir(root)
+        .env("MATRIX_HA_TEST_IMAGE", &tag)
+        .env("ANSIBLE_CONFIG", root.join("ansible.cfg"))
+        .env("ANSIBLE_COLLECTIONS_PATH", root.join(".collections"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                venv_bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("NO_COLOR", "1")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .output()
+        .expect("molecule runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "molecule test -s {scenario} failed:\n{text}"
+    );
+    text
+}
+
+/// Text without ANSI colour sequences.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... final byte in @..~
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `line` is molecule's log line for `step` in `state` ("Executing", "Executed").
+/// Molecule writes `[scenario > step] Executing`, or `scenario ➜ step: Executing` in colour.
+fn is_step(line: &str, step: &str, state: &str) -> bool {
+    line.contains(state)
+        && (line.contains(&format!("> {step}]")) || line.contains(&format!("➜ {step}:")))
+}
+
+/// The PLAY RECAP lines printed during one molecule step.
+fn recap_of(output: &str, step: &str) -> Vec<String> {
+    output
+        .lines()
+        .skip_while(|l| !is_step(l, step, "Executing"))
+        .take_while(|l| !is_step(l, step, "Executed"))
+        .filter(|l| l.contains(" : ok="))
+        .map(|l| {
+            l.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn hosts_scenario_names_resolve_between_containers() {
+    assert!(root().join("molecule/hosts/molecule.yml").exists());
+    let output = plain(&molecule_test("hosts"));
+    for step in ["converge", "idempotence", "check", "verify"] {
+        assert!(
+            output
+                .lines()
+                .any(|l| is_step(l, step, "Executed: Successful")),
+            "{step} did not run:\n{output}"
+        );
+    }
+    let converge = recap_of(&output, "converge");
+    assert_eq!(converge.len(), 3, "{converge:?}");
+    assert!(
+        converge.iter().all(|l| l.contains("changed=1")),
+        "{converge:?}"
+    );
+    let check = recap_of(&output, "check");
+    assert_eq!(check.len(), 3, "{check:?}");
+    assert!(
+        check.iter().all(|l| l.contains("changed=0")),
+        "check mode on converged hosts: {check:?}"
+    );
+    assert!(
+        output.contains("is a mount point"),
+        "/etc/hosts was written in place through Docker's bind mount"
+    );
+}
