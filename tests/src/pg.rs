@@ -257,6 +257,23 @@ impl Postgres {
         );
     }
 
+    /// Puts `hba` lines before the others in pg_hba.conf, `ident` lines into pg_ident.conf,
+    /// and reloads the server.
+    pub fn prepend_hba(&self, hba: &[&str], ident: &[&str]) {
+        let data = self.dir.path().join("data");
+        let hba_path = data.join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba_path).expect("pg_hba.conf");
+        std::fs::write(&hba_path, format!("{}\n{old}", hba.join("\n"))).unwrap();
+        let ident_path = data.join("pg_ident.conf");
+        let mut text = std::fs::read_to_string(&ident_path).unwrap_or_default();
+        for line in ident {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&ident_path, text).unwrap();
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
     /// The SCRAM verifier PostgreSQL stores for `role`.
     pub fn stored_verifier(&self, role: &str) -> String {
         self.psql(

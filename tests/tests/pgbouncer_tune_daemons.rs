@@ -186,3 +186,89 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
     assert_eq!(fs::read(&ini).unwrap(), before);
     eprintln!("ran against {} and {}", server.version, bouncer.version);
 }
+
+#[test]
+fn auth_query_through_the_lookup_function() {
+    let server = Postgres::start(60);
+    let synapse_pw = pg::password();
+    let admin_pw = pg::password();
+    server.create_role_and_db("synapse", &synapse_pw, "synapse");
+    // What patroni_bootstrap creates: the auth user, without a password, admitted by `peer`
+    // on the Unix socket only (PgBouncer runs as the postgres system user), and the SECURITY
+    // DEFINER lookup function with the signature the module documents, only it may run.
+    server.psql("postgres", "CREATE ROLE pgbouncer LOGIN");
+    server.psql(
+        "synapse",
+        "CREATE SCHEMA pgbouncer AUTHORIZATION postgres;
+         CREATE FUNCTION pgbouncer.get_auth(p_usename text)
+           RETURNS TABLE(usename name, passwd text)
+           LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+           $$ SELECT rolname, rolpassword FROM pg_authid
+              WHERE rolname = p_usename AND rolcanlogin AND NOT rolsuper $$;
+         REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;
+         GRANT USAGE ON SCHEMA pgbouncer TO pgbouncer;
+         GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO pgbouncer;",
+    );
+    server.prepend_hba(
+        &[
+            "local all pgbouncer peer map=pgbouncer",
+            "local all synapse scram-sha-256",
+        ],
+        &["pgbouncer postgres pgbouncer"],
+    );
+
+    let dir = server.dir.path();
+    let ini = dir.join("pgbouncer.ini");
+    let port = pg::free_port();
+    let args = json!({
+        "path": ini,
+        "auth_file": dir.join("userlist.txt"),
+        "auth_mode": "auth_query",
+        "app_processes": 3,
+        "app_pool_max": 2,
+        "max_connections": 60,
+        "reserved_connections": 5,
+        "listen_addr": ["127.0.0.1"],
+        "listen_port": port,
+        "unix_socket_dir": dir,
+        "pidfile": dir.join("pgbouncer.pid"),
+        "databases": [{"name": "synapse", "host": dir, "port": server.port, "users": ["synapse"]}],
+        "admin_password": admin_pw,
+        "pgbouncer_binary": "/usr/sbin/pgbouncer",
+    });
+    let (first, ok) = run_module(dir, &args);
+    assert!(ok, "{first}");
+    // One more pool: the auth user's.
+    assert_eq!(first["sizing"]["pools"], json!(2));
+    assert_eq!(first["sizing"]["max_db_connections"]["synapse"], json!(12));
+    let users = fs::read_to_string(dir.join("userlist.txt")).unwrap();
+    assert!(
+        !users.contains("\"synapse\""),
+        "synapse comes from auth_query: {users}"
+    );
+
+    let bouncer = PgBouncer::start(&ini, port);
+    let rows = pg::query(
+        port,
+        "synapse",
+        &synapse_pw,
+        "synapse",
+        "SELECT current_user AS u",
+    )
+    .unwrap_or_else(|e| panic!("auth_query login: {e}\n{}", bouncer.log()));
+    assert_eq!(rows[0][0].1, "synapse");
+    assert!(pg::query(port, "synapse", "wrong-password", "synapse", "SELECT 1").is_err());
+    // The superuser is not served by the lookup function.
+    assert!(pg::query(
+        port,
+        "postgres",
+        &server.superuser_password,
+        "synapse",
+        "SELECT 1"
+    )
+    .is_err());
+    assert_eq!(
+        pg::show_config(port, "pgbouncer_admin", &admin_pw, "auth_query").as_deref(),
+        Some("SELECT usename, passwd FROM pgbouncer.get_auth($1)")
+    );
+}

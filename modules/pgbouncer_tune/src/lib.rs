@@ -22,6 +22,9 @@ use matrix_ha_runtime::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// systemd's default soft `LimitNOFILE`, which Debian's pgbouncer.service keeps.
+pub const SOFT_NOFILE: u64 = 1024;
+
 /// PgBouncer's first version with `peer_id` and `[peers]`.
 pub const PEERING_SINCE: (u32, u32) = (1, 19);
 
@@ -190,6 +193,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          what was verified, and the run fails when a value did not apply. Settings PgBouncer \
          cannot change by reload (listen address and port, socket dir, pidfile, so_reuseport, \
          peer_id) get a warning: restart PgBouncer.",
+        "Open files: PgBouncer holds one descriptor per client and per server connection; the \
+         result gives RV(sizing.open_files_needed) (max_client_conn + server connections + 16) \
+         and warns above 1024, systemd's default soft limit that Debian's pgbouncer.service \
+         keeps (its LimitNOFILE line is commented out): the inventory's large scale needs \
+         about 1008.",
         "Several PgBouncer processes on one port (O(so_reuseport)): one pgbouncer.ini each, \
          with its own O(pidfile), O(unix_socket_dir) and O(peer_id), and every process in \
          O(peers) so cancel requests reach the right one. Peering needs PgBouncer 1.19 or \
@@ -799,6 +807,15 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             _ => f,
         }
     })?;
+    // One descriptor per client and per server connection, plus listeners, log and DNS.
+    let open_files = u64::from(sizing.max_client_conn) + u64::from(sizing.server_connections) + 16;
+    if open_files > SOFT_NOFILE {
+        ctx.warn(format!(
+            "PgBouncer needs about {open_files} open files (max_client_conn + server \
+             connections): above the usual soft limit of {SOFT_NOFILE}; raise LimitNOFILE of \
+             pgbouncer.service"
+        ));
+    }
     if sizing.pgbouncer_share_percent > f64::from(sizing::ALERT_PERCENT) {
         ctx.warn(format!(
             "PgBouncer can hold {} of max_connections {} ({} %), above the design's {} %: raise max_connections to {}",
@@ -947,6 +964,7 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
         "alert_percent": sizing::ALERT_PERCENT,
         "alert_threshold": sizing.alert_threshold,
         "recommended_max_connections": sizing.recommended_max_connections,
+        "open_files_needed": open_files,
     });
     let shown = ini_path.display().to_string();
     let mut msg_parts = Vec::new();

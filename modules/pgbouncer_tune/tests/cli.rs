@@ -89,6 +89,7 @@ fn writes_once_then_nothing_and_never_the_passwords() {
     assert_eq!(first["sizing"]["max_db_connections"]["synapse"], json!(264));
     assert_eq!(first["sizing"]["utilisation_percent"], json!(72.7));
     assert_eq!(first["sizing"]["alert_threshold"], json!(212));
+    assert_eq!(first["sizing"]["open_files_needed"], json!(760));
     assert_eq!(first["max_connections_source"], json!("option"));
     assert_eq!(first["reloaded"], json!("none"));
     assert!(first["role_settings"][0]
