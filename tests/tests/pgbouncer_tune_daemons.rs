@@ -129,6 +129,29 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
     assert_eq!(third["changed"], json!(false), "{third}");
     assert_eq!(third["reloaded"], json!("none"));
 
+    // A file written without reload leaves PgBouncer on the old values: the next run sees
+    // it in SHOW CONFIG and reloads, although the file is already right.
+    let mut no_reload = args(5, true);
+    no_reload["reload"] = json!(false);
+    let (v, ok) = run_module(dir, &no_reload);
+    assert!(ok && v["changed"] == json!(true), "{v}");
+    assert_eq!(v["reloaded"], json!("none"));
+    let (stale, ok) = run_module(dir, &args(5, true));
+    assert!(ok, "{stale}");
+    assert_eq!(stale["changed"], json!(true), "{stale}");
+    assert!(
+        stale["msg"]
+            .as_str()
+            .unwrap()
+            .contains("default_pool_size = \"12\" (expected \"10\")"),
+        "{stale}"
+    );
+    assert_eq!(stale["reloaded"], json!("console"));
+    assert_eq!(stale["verified"]["default_pool_size"], json!("10"));
+    let (settled, _) = run_module(dir, &args(5, true));
+    assert_eq!(settled["changed"], json!(false), "{settled}");
+    assert_eq!(settled["verified"]["default_pool_size"], json!("10"));
+
     // Without the admin password the module reloads by SIGHUP to the pidfile's process; the
     // admin user keeps its verifier through auth_users.
     let users = fs::read_to_string(dir.join("userlist.txt")).unwrap();

@@ -192,7 +192,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          Then C(SHOW CONFIG) must show every changeable value of the file; the result lists \
          what was verified, and the run fails when a value did not apply. Settings PgBouncer \
          cannot change by reload (listen address and port, socket dir, pidfile, so_reuseport, \
-         peer_id) get a warning: restart PgBouncer.",
+         peer_id) get a warning: restart PgBouncer. When the files are already right but the \
+         running PgBouncer (live pid in O(pidfile), O(admin_password) given) shows other \
+         values, the run reloads and reports a change: a reload that failed before is not \
+         forgotten. Check mode only reads SHOW CONFIG.",
         "Open files: PgBouncer holds one descriptor per client and per server connection; the \
          result gives RV(sizing.open_files_needed) (max_client_conn + server connections + 16) \
          and warns above 1024, systemd's default soft limit that Debian's pgbouncer.service \
@@ -721,6 +724,32 @@ pub fn role_settings(role: &str) -> Vec<String> {
     .collect()
 }
 
+/// SHOW CONFIG against the file's settings: (verified, wrong changeable ones, restart-only ones).
+fn compare(
+    cfg: &BTreeMap<String, (String, bool)>,
+    expected: &[(String, String)],
+) -> (serde_json::Map<String, Value>, Vec<String>, Vec<String>) {
+    let mut verified = serde_json::Map::new();
+    let mut wrong = Vec::new();
+    let mut restart = Vec::new();
+    for (key, want) in expected {
+        let Some((value, changeable)) = cfg.get(key) else {
+            continue;
+        };
+        let same = value == want || (key == "auth_type" && value.eq_ignore_ascii_case(want));
+        if same {
+            verified.insert(key.clone(), json!(value));
+        } else if RESTART_KEYS.contains(&key.as_str()) || !changeable {
+            restart.push(format!(
+                "'{key}' is {want:?} in the file but PgBouncer keeps {value:?} until it restarts"
+            ));
+        } else {
+            wrong.push(format!("{key} = {value:?} (expected {want:?})"));
+        }
+    }
+    (verified, wrong, restart)
+}
+
 /// Applies the module.
 pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     let c = validate(&a)?;
@@ -1015,6 +1044,42 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             after,
         ));
     }
+    // The running PgBouncer: a file already right but not loaded (a reload that failed
+    // before) is a change too.
+    let console = live::Target {
+        host: a
+            .unix_socket_dir
+            .clone()
+            .unwrap_or_else(|| match c.listen_addr[0].as_str() {
+                "*" | "0.0.0.0" => "127.0.0.1".to_string(),
+                "::" => "::1".to_string(),
+                other => other.to_string(),
+            }),
+        port: c.listen_port,
+        user: a.admin_user.clone(),
+        password: a.admin_password.clone(),
+        dbname: "pgbouncer".to_string(),
+        timeout,
+    };
+    let pid = a.pidfile.as_deref().and_then(live::running_pid);
+    let expected = ini::pgbouncer_settings(&config);
+    let mut stale = false;
+    if !changed && a.reload && a.admin_password.is_some() && pid.is_some() {
+        if let Ok(cfg) = live::console_config(&console, false) {
+            let (verified, wrong, restart) = compare(&cfg, &expected);
+            restart.into_iter().for_each(|w| ctx.warn(w));
+            if wrong.is_empty() {
+                outcome = outcome.with("verified", Value::Object(verified));
+            } else {
+                stale = true;
+                outcome.changed = true;
+                outcome.msg = format!(
+                    "PgBouncer runs with values its file no longer has ({}): reload",
+                    wrong.join(", ")
+                );
+            }
+        }
+    }
     if ctx.check_mode {
         return Ok(outcome);
     }
@@ -1042,28 +1107,11 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     } else if ini_now.is_some() {
         fs::set_attrs(&ini_path, &attrs).map_err(path_err("path"))?;
     }
-    if !(ini_changes || auth_changes) || !a.reload {
+    if !(ini_changes || auth_changes || stale) || !a.reload {
         return Ok(outcome);
     }
 
     // Reload and verify.
-    let console = live::Target {
-        host: a
-            .unix_socket_dir
-            .clone()
-            .unwrap_or_else(|| match c.listen_addr[0].as_str() {
-                "*" | "0.0.0.0" => "127.0.0.1".to_string(),
-                "::" => "::1".to_string(),
-                other => other.to_string(),
-            }),
-        port: c.listen_port,
-        user: a.admin_user.clone(),
-        password: a.admin_password.clone(),
-        dbname: "pgbouncer".to_string(),
-        timeout,
-    };
-    let pid = a.pidfile.as_deref().and_then(live::running_pid);
-    let expected = ini::pgbouncer_settings(&config);
     let shown_config = if a.admin_password.is_some() {
         match live::console_config(&console, true) {
             Ok(cfg) => {
@@ -1093,23 +1141,8 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
         None
     };
     if let Some(cfg) = shown_config {
-        let mut verified = serde_json::Map::new();
-        let mut wrong = Vec::new();
-        for (key, want) in &expected {
-            let Some((value, changeable)) = cfg.get(key) else {
-                continue;
-            };
-            let same = value == want || (key == "auth_type" && value.eq_ignore_ascii_case(want));
-            if same {
-                verified.insert(key.clone(), json!(value));
-            } else if RESTART_KEYS.contains(&key.as_str()) || !changeable {
-                ctx.warn(format!(
-                    "'{key}' changed to {want:?} but PgBouncer keeps {value:?} until it restarts"
-                ));
-            } else {
-                wrong.push(format!("{key} = {value:?} (expected {want:?})"));
-            }
-        }
+        let (verified, wrong, restart) = compare(&cfg, &expected);
+        restart.into_iter().for_each(|w| ctx.warn(w));
         if !wrong.is_empty() {
             return Err(Failure::new(format!(
                 "PgBouncer reloaded but SHOW CONFIG does not show the new values: {}",
