@@ -176,11 +176,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          clients against verifiers in O(auth_file) and passes SCRAM through to PostgreSQL, which \
          works only when the server stores the same verifier for the role (same salt): give \
          O(auth_users[].verifier) read from C(pg_authid), or set the role's password to the \
-         verifier this module wrote (C(ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...') stores it \
+         verifier this module wrote (ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...' stores it \
          verbatim). With O(auth_mode=auth_query) PgBouncer asks the server through \
-         C(SELECT usename, passwd FROM <auth_function>($1)), a SECURITY DEFINER function that \
-         patroni_bootstrap creates, expected as C(pgbouncer.get_auth(p_usename text) RETURNS \
-         TABLE(usename name, passwd text)), executable by O(auth_user) only. PgBouncer logs in \
+         the query SELECT usename, passwd FROM <auth_function>($1), a SECURITY DEFINER function that \
+         patroni_bootstrap creates, expected as pgbouncer.get_auth(p_usename text) RETURNS \
+         TABLE(usename name, passwd text), executable by O(auth_user) only. PgBouncer logs in \
          as O(auth_user) itself, and a SCRAM verifier cannot log in to a server: the server \
          must admit O(auth_user) without a password from PgBouncer's host (C(cert) over TLS, or \
          C(peer) on a Unix socket); no plaintext password is ever written.",
@@ -204,20 +204,21 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         "Several PgBouncer processes on one port (O(so_reuseport)): one pgbouncer.ini each, \
          with its own O(pidfile), O(unix_socket_dir) and O(peer_id), and every process in \
          O(peers) so cancel requests reach the right one. Peering needs PgBouncer 1.19 or \
-         later (Debian 12 ships 1.18): the module runs C(O(pgbouncer_binary) --version) and \
+         later (Debian 12 ships 1.18): the module runs O(pgbouncer_binary) with C(--version) and \
          fails when peering is asked of an older one.",
         "Synapse and transaction pooling (synapse issue 4473). Current Synapse \
          (synapse/storage/engines/postgres.py, C(PostgresEngine.on_new_connection)) calls \
-         psycopg2's C(set_isolation_level(ISOLATION_LEVEL_REPEATABLE_READ)) and \
-         C(attempt_to_set_isolation_level) per transaction; psycopg2 since 2.7 sends the level \
-         with every C(BEGIN) (C(BEGIN ISOLATION LEVEL REPEATABLE READ)), not as a session \
+         psycopg2's set_isolation_level(ISOLATION_LEVEL_REPEATABLE_READ), and C(new_transaction) in \
+         synapse/storage/database.py calls C(attempt_to_set_isolation_level) for a transaction \
+         that asks for another level; psycopg2 since 2.7 sends the level \
+         with every C(BEGIN) (BEGIN ISOLATION LEVEL REPEATABLE READ), not as a session \
          setting, so it holds in transaction pooling. The same function also runs session-level \
          C(SET bytea_output TO escape), C(SET statement_timeout) (10 min), C(SET \
          idle_in_transaction_session_timeout) (30 min) and, when configured, C(SET \
          synchronous_commit TO OFF); in transaction pooling these reach only the server \
          connection that ran them. The module therefore returns RV(role_settings): the \
-         statements that make them role defaults (C(ALTER ROLE synapse SET ...), including \
-         C(default_transaction_isolation = 'repeatable read') as a safety net) for \
+         statements that make them role defaults (ALTER ROLE synapse SET ..., including \
+         default_transaction_isolation = 'repeatable read' as a safety net) for \
          patroni_bootstrap or an operator to run on the primary. psycopg2 sends no startup \
          parameter PgBouncer refuses; O(ignore_startup_parameters) is there for C(options) or \
          C(extra_float_digits) from other clients.",
