@@ -4,6 +4,9 @@
 //! `scripts/build` (release, laid out under `plugins/modules/`), and [`Ansible`] runs the tools
 //! of the project venv (`.venv`, made by `scripts/setup`) with the checkout's `ansible.cfg`
 //! and a private `ANSIBLE_HOME`, so nothing outside a temporary directory is touched.
+//! [`pg`] starts private PostgreSQL and PgBouncer instances for tests of the database modules.
+
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
