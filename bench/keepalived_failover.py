@@ -7,9 +7,10 @@ each check interval, and prints the seconds from the holder's failed check (its 
 removed) to the VIP being on the other node only, next to the first election after start.
 advert_int 1, check_fall 2, check_rise 2, nopreempt, unicast peers.
 
-The floor is fall x interval (the check must fail that many times) plus up to one interval
-before the first failing run; the VIP then moves at once (the holder goes to FAULT and sends
-a priority-0 advert, so the backup does not wait for 3 missed adverts).
+The check must fail check_fall (2) times in a row: the first failing run comes 0 to 1 interval
+after the flag file goes, so the window is (fall - 1) x interval to fall x interval. The VIP
+then moves at once: the holder goes to FAULT and sends a priority-0 advert, so the backup does
+not wait for 3 missed adverts.
 
 Usage (as root): bench/keepalived_failover.py [--runs 3] [--intervals 1,2]
 """
@@ -44,13 +45,13 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--intervals", default="1,2")
     args = parser.parse_args()
-    print("| check_interval (s) | floor (s) | first election (s, median) | failure to move (s, median) | min / max |")
+    print("| check_interval (s) | check window (s) | first election (s, median) | failure to move (s, median) | min / max |")
     print("|---:|---:|---:|---:|---:|")
     for interval in [int(i) for i in args.intervals.split(",")]:
         runs = [one_run(interval) for _ in range(args.runs)]
         election = statistics.median(r[0] for r in runs)
         moves = [r[1] for r in runs]
-        floor = f"{2 * interval}-{3 * interval}"
+        floor = f"{interval}-{2 * interval}"
         print(f"| {interval} | {floor} | {election:.2f} | {statistics.median(moves):.2f} "
               f"| {min(moves):.2f} / {max(moves):.2f} |")
 

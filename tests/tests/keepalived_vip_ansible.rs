@@ -50,7 +50,9 @@ impl Netns {
             );
         };
         run(&["netns", "add", &ns.0]);
-        run(&["-n", &ns.0, "link", "add", "mh0", "type", "veth", "peer", "name", "mh1"]);
+        run(&[
+            "-n", &ns.0, "link", "add", "mh0", "type", "veth", "peer", "name", "mh1",
+        ]);
         run(&["-n", &ns.0, "addr", "add", "198.51.100.11/24", "dev", "mh0"]);
         run(&["-n", &ns.0, "link", "set", "mh0", "up"]);
         ns
@@ -113,14 +115,20 @@ fn renders_checks_diffs_and_converges() {
     let vars_arg = format!("@{}", vars.display());
 
     // Check mode with diff: the change is shown, the password is not, nothing is written.
-    let check = ns.playbook(&a, &["-e", &vars_arg, "--check", "--diff"]).ok();
+    let check = ns
+        .playbook(&a, &["-e", &vars_arg, "--check", "--diff"])
+        .ok();
     assert_eq!(check.recap("localhost", "changed"), 1);
     assert!(
         check.stdout.contains("+    virtual_router_id 10"),
         "{}",
         check.stdout
     );
-    assert!(check.stdout.contains("auth_pass ********"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("auth_pass ********"),
+        "{}",
+        check.stdout
+    );
     assert!(!check.stdout.contains(&pass) && !check.stderr.contains(&pass));
     assert!(!conf.exists() && !sysctl.exists());
 
@@ -145,16 +153,14 @@ fn renders_checks_diffs_and_converges() {
     let second = ns.playbook(&a, &["-e", &vars_arg]).ok();
     assert_eq!(second.recap("localhost", "changed"), 0);
     assert_eq!(fs::read_to_string(&conf).unwrap(), content);
-    let check_again = ns.playbook(&a, &["-e", &vars_arg, "--check", "--diff"]).ok();
+    let check_again = ns
+        .playbook(&a, &["-e", &vars_arg, "--check", "--diff"])
+        .ok();
     assert_eq!(check_again.recap("localhost", "changed"), 0);
 
     // A bad option fails the task with the option named, and the file stays as it was.
     let bad = ns.playbook(&a, &["-e", &vars_arg, "-e", "pass=123456789"]);
     assert!(!bad.success);
-    assert!(
-        bad.stdout.contains("option 'auth_pass'"),
-        "{}",
-        bad.stdout
-    );
+    assert!(bad.stdout.contains("option 'auth_pass'"), "{}", bad.stdout);
     assert_eq!(fs::read_to_string(&conf).unwrap(), content);
 }

@@ -230,7 +230,10 @@ pub fn validate(req: &Request, iface_addrs: Option<&[Ipv4Net]>) -> Result<Settin
                  so peers configured with different long passwords would still agree",
                 pass.chars().count()
             ))
-        } else if !pass.chars().all(|c| c.is_ascii_graphic() && !config_unsafe(c)) {
+        } else if !pass
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !config_unsafe(c))
+        {
             Some("must be printable ASCII without spaces, quotes, braces, '#', '!' or '\\'".into())
         } else {
             None
@@ -534,7 +537,8 @@ mod tests {
 
     #[test]
     fn refusals_name_the_option() {
-        let cases: Vec<(Box<dyn Fn(&mut Request)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Request)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|r| r.vip = "10.30.0.10/24".into()), "option 'vip': value \"10.30.0.10/24\" is not inside a network of interface 'eth0' (it has 10.20.0.0/24)"),
             (Box::new(|r| r.vip = "10.20.0.10/16".into()), "same prefix"),
             (Box::new(|r| r.vip = "10.20.0.10".into()), "has no prefix"),

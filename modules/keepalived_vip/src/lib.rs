@@ -87,13 +87,17 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         ]),
         OptionSpec::new("priority", Kind::Int)
             .default(DefaultValue::Int(100))
-            .doc(&["VRRP priority, 1 to 254; the highest healthy node holds the VIP. The inventory \
-                    gives the first HAProxy node 150 and each next one 10 less."]),
+            .doc(&[
+                "VRRP priority, 1 to 254; the highest healthy node holds the VIP. The inventory \
+                    gives the first HAProxy node 150 and each next one 10 less.",
+            ]),
         OptionSpec::new("peers", Kind::List)
             .elements(Kind::Str)
             .required()
-            .doc(&["IPv4 addresses of the other nodes (unicast VRRP: clouds and many switches \
-                    drop multicast). Not empty, no duplicates, never this node's own address."]),
+            .doc(&[
+                "IPv4 addresses of the other nodes (unicast VRRP: clouds and many switches \
+                    drop multicast). Not empty, no duplicates, never this node's own address.",
+            ]),
         OptionSpec::new("unicast_src_ip", Kind::Str).doc(&[
             "This node's address the adverts come from. Default: the first address of \
              O(interface) in the VIP's network. It must be an address of O(interface).",
@@ -104,16 +108,22 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         ]),
         OptionSpec::new("advert_int", Kind::Int)
             .default(DefaultValue::Int(1))
-            .doc(&["Seconds between adverts, 1 to 255. A backup takes over after about 3 missed \
-                    adverts."]),
+            .doc(&[
+                "Seconds between adverts, 1 to 255. A backup takes over after about 3 missed \
+                    adverts.",
+            ]),
         OptionSpec::new("nopreempt", Kind::Bool)
             .default(DefaultValue::Bool(false))
-            .doc(&["Keep the VIP where it is when a node with a higher priority comes back (one \
-                    move per failure instead of two)."]),
+            .doc(&[
+                "Keep the VIP where it is when a node with a higher priority comes back (one \
+                    move per failure instead of two).",
+            ]),
         OptionSpec::new("check_script", Kind::Str)
             .default(DefaultValue::Str("/usr/bin/pgrep -x haproxy"))
-            .doc(&["The health check of HAProxy, run by keepalived as O(script_user) without a \
-                    shell: an absolute program path and its arguments; exit 0 means healthy."]),
+            .doc(&[
+                "The health check of HAProxy, run by keepalived as O(script_user) without a \
+                    shell: an absolute program path and its arguments; exit 0 means healthy.",
+            ]),
         OptionSpec::new("check_interval", Kind::Int)
             .default(DefaultValue::Int(2))
             .doc(&["Seconds between checks (also the check's timeout), 1 to 3600."]),
@@ -125,12 +135,16 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .doc(&["Good checks in a row before the node may hold the VIP again, 1 to 100."]),
         OptionSpec::new("script_user", Kind::Str)
             .default(DefaultValue::Str("keepalived_script"))
-            .doc(&["The user keepalived runs scripts as (C(enable_script_security)); it must exist \
-                    (keepalived's own default name)."]),
+            .doc(&[
+                "The user keepalived runs scripts as (C(enable_script_security)); it must exist \
+                    (keepalived's own default name).",
+            ]),
         OptionSpec::new("create_script_user", Kind::Bool)
             .default(DefaultValue::Bool(false))
-            .doc(&["Create a missing O(script_user) as a system user without home or login shell \
-                    (C(useradd --system)). Unset, a missing user fails the task."]),
+            .doc(&[
+                "Create a missing O(script_user) as a system user without home or login shell \
+                    (C(useradd --system)). Unset, a missing user fails the task.",
+            ]),
         OptionSpec::new("instance_name", Kind::Str)
             .default(DefaultValue::Str("matrix_ha_vip"))
             .doc(&["Name of the vrrp_instance (shown in keepalived's logs)."]),
@@ -148,18 +162,26 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         ]),
         OptionSpec::new("nonlocal_bind", Kind::Bool)
             .default(DefaultValue::Bool(false))
-            .doc(&["Ensure C(net.ipv4.ip_nonlocal_bind = 1) (in O(sysctl_path) and live, in this \
-                    network namespace), so that HAProxy can bind the VIP on the backup node."]),
+            .doc(&[
+                "Ensure C(net.ipv4.ip_nonlocal_bind = 1) (in O(sysctl_path) and live, in this \
+                    network namespace), so that HAProxy can bind the VIP on the backup node.",
+            ]),
         OptionSpec::new("sysctl_path", Kind::Path)
-            .default(DefaultValue::Str("/etc/sysctl.d/60-matrix-ha-nonlocal-bind.conf"))
+            .default(DefaultValue::Str(
+                "/etc/sysctl.d/60-matrix-ha-nonlocal-bind.conf",
+            ))
             .doc(&["The sysctl.d file O(nonlocal_bind) writes (owned whole, mode 0644)."]),
         OptionSpec::new("config_test", Kind::Bool)
             .default(DefaultValue::Bool(true))
-            .doc(&["Test the candidate with C(keepalived -t) when O(keepalived_bin) is installed \
-                    (skipped, with RV(config_test=skipped), when it is not)."]),
+            .doc(&[
+                "Test the candidate with C(keepalived -t) when O(keepalived_bin) is installed \
+                    (skipped, with RV(config_test=skipped), when it is not).",
+            ]),
         OptionSpec::new("keepalived_bin", Kind::Path)
             .default(DefaultValue::Str("keepalived"))
-            .doc(&["The keepalived program, a path or a name looked up in the system directories."]),
+            .doc(&[
+                "The keepalived program, a path or a name looked up in the system directories.",
+            ]),
         OptionSpec::new("reload", Kind::Bool)
             .default(DefaultValue::Bool(true))
             .doc(&["Send SIGHUP to the running keepalived when the file changed."]),
@@ -318,7 +340,9 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
                 let dir = TempDir::new()?;
                 let candidate = dir.0.join("keepalived.conf");
                 std::fs::write(&candidate, &content).map_err(|e| {
-                    Failure::new(format!("cannot write the config test's temporary file: {e}"))
+                    Failure::new(format!(
+                        "cannot write the config test's temporary file: {e}"
+                    ))
                 })?;
                 system::config_test(bin, &candidate)?;
                 test = "passed";

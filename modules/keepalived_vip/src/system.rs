@@ -149,7 +149,11 @@ pub fn set_nonlocal_bind_live(proc_path: &Path) -> Result<(), SystemError> {
 
 /// The pid of a running keepalived from `pid_file`, if the file names a live keepalived.
 pub fn running_keepalived(pid_file: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     (pid > 1 && comm.trim() == "keepalived").then_some(pid)
 }

@@ -126,7 +126,15 @@ impl Pair {
             ok("ip", &["-n", &n.ns, "link", "set", "lo", "up"]);
             ok(
                 "ip",
-                &["-n", &n.ns, "addr", "add", &format!("{}/24", n.addr), "dev", &n.veth],
+                &[
+                    "-n",
+                    &n.ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", n.addr),
+                    "dev",
+                    &n.veth,
+                ],
             );
             ok("ip", &["-n", &n.ns, "link", "set", &n.veth, "up"]);
         }
@@ -186,7 +194,14 @@ impl Pair {
         let n = &mut self.nodes[i];
         let log = fs::File::create(n.dir.join("keepalived.log")).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &n.ns, "keepalived", "--dont-fork", "--log-console"])
+            .args([
+                "netns",
+                "exec",
+                &n.ns,
+                "keepalived",
+                "--dont-fork",
+                "--log-console",
+            ])
             .args(["--vrrp", "--use-file"])
             .arg(n.dir.join("keepalived.conf"))
             .arg("--pid")
@@ -206,7 +221,10 @@ impl Pair {
         (0..2)
             .filter(|&i| {
                 let n = &self.nodes[i];
-                let out = sh("ip", &["-n", &n.ns, "-4", "-o", "addr", "show", "dev", &n.veth]);
+                let out = sh(
+                    "ip",
+                    &["-n", &n.ns, "-4", "-o", "addr", "show", "dev", &n.veth],
+                );
                 String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/24 "))
             })
             .collect()
@@ -293,12 +311,21 @@ fn vip_moves_on_failure_stays_with_nopreempt_and_survives_reload() {
         assert_eq!(r["nonlocal_bind"], json!(true));
         assert!(!r.to_string().contains(&pass), "the password never shows");
         let conf = pair.nodes[i].dir.join("keepalived.conf");
-        assert_eq!(fs::metadata(&conf).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
     }
     // ip_nonlocal_bind is per namespace: set in the test's namespaces only.
     let live = sh(
         "ip",
-        &["netns", "exec", &pair.nodes[0].ns, "cat", "/proc/sys/net/ipv4/ip_nonlocal_bind"],
+        &[
+            "netns",
+            "exec",
+            &pair.nodes[0].ns,
+            "cat",
+            "/proc/sys/net/ipv4/ip_nonlocal_bind",
+        ],
     );
     assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "1");
 
@@ -308,7 +335,11 @@ fn vip_moves_on_failure_stays_with_nopreempt_and_survives_reload() {
     let holder = pair.holders()[0];
     let other = 1 - holder;
     println!("keepalived_failover initial_election_seconds={first:.2}");
-    pair.stays(holder, Duration::from_secs(2), "the VIP is on exactly one node");
+    pair.stays(
+        holder,
+        Duration::from_secs(2),
+        "the VIP is on exactly one node",
+    );
 
     // The module reports where the VIP is, and the state the notify hook wrote.
     let prio = |i: usize| if i == 0 { 150 } else { 100 };
@@ -324,13 +355,25 @@ fn vip_moves_on_failure_stays_with_nopreempt_and_survives_reload() {
     fs::remove_file(pair.nodes[holder].dir.join("healthy")).unwrap();
     let moved = pair.wait_holder(Some(other), Duration::from_secs(30));
     println!("keepalived_failover check_failure_to_move_seconds={moved:.2}");
-    pair.stays(other, Duration::from_secs(1), "the failed node does not hold the VIP");
+    pair.stays(
+        other,
+        Duration::from_secs(1),
+        "the failed node does not hold the VIP",
+    );
 
     // Recovery: with nopreempt the VIP stays where it is, even with a higher priority back.
     fs::write(pair.nodes[holder].dir.join("healthy"), "").unwrap();
-    pair.stays(other, Duration::from_secs(6), "nopreempt keeps the VIP after recovery");
+    pair.stays(
+        other,
+        Duration::from_secs(6),
+        "nopreempt keeps the VIP after recovery",
+    );
     let r = pair.module(holder, &pair.args(holder, prio(holder), &pass));
-    assert_eq!(r["vrrp_state"], json!("BACKUP"), "recovered, not preempting: {r}");
+    assert_eq!(
+        r["vrrp_state"],
+        json!("BACKUP"),
+        "recovered, not preempting: {r}"
+    );
 
     // A configuration change on the holder reloads keepalived by SIGHUP: the VIP stays.
     let new_holder = other;

@@ -177,7 +177,7 @@ pub fn set_size(range_lens: &[u64]) -> Result<u64, TopologyError> {
     }
     // possibleSetCountsWithSymmetry: the last pattern MinIO parses decides (the first range).
     let symmetric: Vec<u64> = match range_lens.first() {
-        Some(&checked) if range_lens.len() > 0 => candidates
+        Some(&checked) => candidates
             .iter()
             .copied()
             .filter(|&ss| {
@@ -188,7 +188,7 @@ pub fn set_size(range_lens: &[u64]) -> Result<u64, TopologyError> {
                 }
             })
             .collect(),
-        _ => candidates.clone(),
+        None => candidates.clone(),
     };
     if symmetric.is_empty() {
         return Err(TopologyError::NoSymmetry {
@@ -255,7 +255,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = number * factor;
-    (bytes.is_finite() && bytes >= 1.0 && bytes < 1e20).then_some(bytes as u64)
+    (1.0..1.8e19).contains(&bytes).then_some(bytes as u64)
 }
 
 /// A size in binary units for messages: `28.0 TiB`.
@@ -288,7 +288,10 @@ mod tests {
             "minio-{1...4}.chat.z3r0d3v.com"
         );
         let drives: Vec<String> = (1..=4).map(|i| format!("/mnt/disk{i}/minio")).collect();
-        assert_eq!(compact(&drives).unwrap().notation(), "/mnt/disk{1...4}/minio");
+        assert_eq!(
+            compact(&drives).unwrap().notation(),
+            "/mnt/disk{1...4}/minio"
+        );
         let padded = strings(&["minio-09", "minio-10", "minio-11"]);
         assert_eq!(compact(&padded).unwrap().notation(), "minio-{09...11}");
         let padded = strings(&["node01", "node02"]);
@@ -360,8 +363,14 @@ mod tests {
             };
             assert_eq!(set_size(&lens), Ok(want), "{hosts} x {drives}");
         }
-        assert_eq!(set_size(&[1]), Err(TopologyError::TooFewDrives { drives: 1 }));
-        assert_eq!(set_size(&[17]), Err(TopologyError::NoSetSize { drives: 17 }));
+        assert_eq!(
+            set_size(&[1]),
+            Err(TopologyError::TooFewDrives { drives: 1 })
+        );
+        assert_eq!(
+            set_size(&[17]),
+            Err(TopologyError::NoSetSize { drives: 17 })
+        );
         // 7 hosts x 2 drives = 14: 2, 7 and 14 divide it; 2 is not symmetric with 7 hosts.
         assert_eq!(set_size(&[7, 2]), Ok(14));
         // 9 hosts x 2 = 18: 2, 3, 6, 9 divide; 2 and 6 are not symmetric with 9 hosts.
@@ -371,7 +380,10 @@ mod tests {
         // 17 hosts x 2 = 34: only 2 divides, and 17 % 2 != 0.
         assert_eq!(
             set_size(&[17, 2]),
-            Err(TopologyError::NoSymmetry { drives: 34, hosts: 17 })
+            Err(TopologyError::NoSymmetry {
+                drives: 34,
+                hosts: 17
+            })
         );
     }
 
@@ -399,8 +411,14 @@ mod tests {
     #[test]
     fn expansion_matches_minio() {
         assert_eq!(expand_range("1", "3").unwrap(), strings(&["1", "2", "3"]));
-        assert_eq!(expand_range("01", "03").unwrap(), strings(&["01", "02", "03"]));
-        assert_eq!(expand_range("1", "03").unwrap(), strings(&["01", "02", "03"]));
+        assert_eq!(
+            expand_range("01", "03").unwrap(),
+            strings(&["01", "02", "03"])
+        );
+        assert_eq!(
+            expand_range("1", "03").unwrap(),
+            strings(&["01", "02", "03"])
+        );
         assert_eq!(expand_range("8", "10").unwrap(), strings(&["8", "9", "10"]));
         assert_eq!(expand_range("3", "1"), None);
     }

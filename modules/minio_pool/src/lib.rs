@@ -374,8 +374,7 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
                 default_mode: 0o600,
                 backup: false,
             };
-            fs::write(&target, content.as_bytes(), current.as_ref(), &opts)
-                .map_err(path_error)?;
+            fs::write(&target, content.as_bytes(), current.as_ref(), &opts).map_err(path_error)?;
         } else if !attr_changes.is_empty() {
             fs::set_attrs(&target, &attrs).map_err(path_error)?;
         }

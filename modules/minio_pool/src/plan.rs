@@ -92,7 +92,9 @@ fn valid_drive(d: &str) -> bool {
         && d.len() > 1
         && !d.ends_with('/')
         && !d.split('/').any(|c| c == ".." || c == ".")
-        && !d.chars().any(|c| c.is_control() || c == '"' || c == '\\' || c == '$' || c == '`')
+        && !d
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\' || c == '$' || c == '`')
 }
 
 /// Computes every pool and the parity; all problems are reported together.
@@ -127,22 +129,27 @@ pub fn layout(pools: &[PoolRequest], parity: Option<i64>) -> Result<Layout, Inva
             }
         }
         if !(1..=65535).contains(&p.port) {
-            errs.push(inv(at("port"), format!("value {} is outside 1 to 65535", p.port)));
+            errs.push(inv(
+                at("port"),
+                format!("value {} is outside 1 to 65535", p.port),
+            ));
             ok = false;
         }
         let drive_bytes = match &p.drive_size {
             None => None,
-            Some(s) => match erasure::parse_size(s) {
-                Some(b) => Some(b),
-                None => {
-                    errs.push(inv(
+            Some(s) => {
+                match erasure::parse_size(s) {
+                    Some(b) => Some(b),
+                    None => {
+                        errs.push(inv(
                         at("drive_size"),
                         format!("value {s:?} is not a size such as 4TiB, 500GB or a number of bytes"),
                     ));
-                    ok = false;
-                    None
+                        ok = false;
+                        None
+                    }
                 }
-            },
+            }
         };
         let hosts = match erasure::compact(&p.hosts) {
             Ok(c) => Some(c),
@@ -163,11 +170,13 @@ pub fn layout(pools: &[PoolRequest], parity: Option<i64>) -> Result<Layout, Inva
         };
         let lens: Vec<u64> = [&hosts, &drives]
             .iter()
-            .filter_map(|c| matches!(c, Compact::Range(_)).then(|| c.len()))
+            .filter(|c| matches!(c, Compact::Range(_)))
+            .map(|c| c.len())
             .collect();
         let set_size = match erasure::set_size(if lens.is_empty() { &[1] } else { &lens }) {
             Ok(s) => s,
-            Err(e @ TopologyError::NoSymmetry { .. }) | Err(e @ TopologyError::NoSetSize { .. }) => {
+            Err(e @ TopologyError::NoSymmetry { .. })
+            | Err(e @ TopologyError::NoSetSize { .. }) => {
                 errs.push(inv(format!("pools[{i}]"), e.to_string()));
                 continue;
             }
@@ -205,7 +214,9 @@ pub fn layout(pools: &[PoolRequest], parity: Option<i64>) -> Result<Layout, Inva
             if let Some(h) = shared.first() {
                 errs.push(inv(
                     format!("pools[{j}].hosts"),
-                    format!("value {h:?} has a drive of pools[{i}] too: a drive belongs to one pool"),
+                    format!(
+                        "value {h:?} has a drive of pools[{i}] too: a drive belongs to one pool"
+                    ),
                 ));
             }
         }
@@ -375,8 +386,12 @@ mod tests {
 
     fn pool(hosts: std::ops::RangeInclusive<u32>, drives: u32, size: Option<&str>) -> PoolRequest {
         PoolRequest {
-            hosts: hosts.map(|i| format!("minio-{i}.chat.z3r0d3v.com")).collect(),
-            drives: (1..=drives).map(|i| format!("/mnt/disk{i}/minio")).collect(),
+            hosts: hosts
+                .map(|i| format!("minio-{i}.chat.z3r0d3v.com"))
+                .collect(),
+            drives: (1..=drives)
+                .map(|i| format!("/mnt/disk{i}/minio"))
+                .collect(),
             port: 9000,
             scheme: "http".into(),
             drive_size: size.map(str::to_string),
@@ -443,41 +458,47 @@ mod tests {
 
     #[test]
     fn append_only_rule() {
-        let a = "http://minio-{1...4}:9000/mnt/disk{1...4}".to_string();
-        let b = "http://minio-{5...8}:9000/mnt/disk{1...4}".to_string();
+        let a = "http://minio-{1...4}:9000/mnt/disk{1...4}";
+        let b = "http://minio-{5...8}:9000/mnt/disk{1...4}";
+        let v = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            append_only(&[a.clone()], &[a.clone(), b.clone()]),
+            append_only(&v(&[a]), &v(&[a, b])),
             Ok(Appended {
                 existing: 1,
                 added: 1
             })
         );
         assert_eq!(
-            append_only(&[], &[a.clone()]),
+            append_only(&[], &v(&[a])),
             Ok(Appended {
                 existing: 0,
                 added: 1
             })
         );
-        let changed = append_only(&[a.clone()], &[b.clone()]).unwrap_err();
+        let changed = append_only(&v(&[a]), &v(&[b])).unwrap_err();
         assert!(changed.to_string().contains("strands the data"));
-        let removed = append_only(&[a.clone(), b.clone()], &[a.clone()]).unwrap_err();
+        let removed = append_only(&v(&[a, b]), &v(&[a])).unwrap_err();
         assert!(removed.to_string().contains("would strand their data"));
         // Reordering is a change too.
-        assert!(append_only(&[a.clone(), b.clone()], &[b, a]).is_err());
+        assert!(append_only(&v(&[a, b]), &v(&[b, a])).is_err());
     }
 
     #[test]
     fn env_file_round_trip() {
         let l = layout(&[pool(1..=4, 4, None)], Some(2)).unwrap();
         let mut extra = BTreeMap::new();
-        extra.insert("MINIO_OPTS".to_string(), "--console-address :9001".to_string());
+        extra.insert(
+            "MINIO_OPTS".to_string(),
+            "--console-address :9001".to_string(),
+        );
         let text = render(&l, "admin", "secret-pass", &extra);
         assert!(text.contains("MINIO_STORAGE_CLASS_STANDARD=\"EC:2\"\n"));
         assert_eq!(existing_pools(&text), vec![l.pools[0].volumes.clone()]);
         assert_eq!(parse_env(&text)["MINIO_OPTS"], "--console-address :9001");
         let shown = scrub_password(&text);
-        assert!(!shown.contains("secret-pass") && shown.contains("MINIO_ROOT_PASSWORD=\"********\""));
+        assert!(
+            !shown.contains("secret-pass") && shown.contains("MINIO_ROOT_PASSWORD=\"********\"")
+        );
     }
 
     #[test]
@@ -485,6 +506,9 @@ mod tests {
         let mut p = pool(1..=4, 4, None);
         p.hosts[2] = "minio-7.chat.z3r0d3v.com".into();
         let e = layout(&[p], None).unwrap_err().to_string();
-        assert!(e.contains("option 'pools[0].hosts': cannot be written in MinIO's ellipsis notation"), "{e}");
+        assert!(
+            e.contains("option 'pools[0].hosts': cannot be written in MinIO's ellipsis notation"),
+            "{e}"
+        );
     }
 }

@@ -16,7 +16,9 @@ const SIGNED_FOR: Duration = Duration::from_secs(60);
 pub enum S3Error {
     #[error("option 's3_endpoint': value {0:?} is not an http:// URL (https needs a TLS client this module does not carry; put the intranet endpoint, e.g. http://10.20.0.41:9000)")]
     Endpoint(String),
-    #[error("option 'buckets[{index}]': value {name:?} cannot be addressed at the endpoint: {reason}")]
+    #[error(
+        "option 'buckets[{index}]': value {name:?} cannot be addressed at the endpoint: {reason}"
+    )]
     Address {
         index: usize,
         name: String,
@@ -30,7 +32,9 @@ pub enum S3Error {
     },
     #[error("option 'root_user': the S3 endpoint refused the credentials for bucket {name:?} (HTTP {status})")]
     Denied { name: String, status: u16 },
-    #[error("option 'buckets[{index}]': creating bucket {name:?} failed with HTTP {status}: {body}")]
+    #[error(
+        "option 'buckets[{index}]': creating bucket {name:?} failed with HTTP {status}: {body}"
+    )]
     Create {
         index: usize,
         name: String,
@@ -72,12 +76,17 @@ pub fn ensure(
 
     let mut missing = Vec::new();
     for (index, name) in buckets.iter().enumerate() {
-        let bucket = Bucket::new(base.clone(), UrlStyle::Path, name.clone(), region.to_string())
-            .map_err(|e| S3Error::Address {
-                index,
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
+        let bucket = Bucket::new(
+            base.clone(),
+            UrlStyle::Path,
+            name.clone(),
+            region.to_string(),
+        )
+        .map_err(|e| S3Error::Address {
+            index,
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
         let url = HeadBucket::new(&bucket, Some(&credentials)).sign(SIGNED_FOR);
         let status = agent
             .head(url.as_str())

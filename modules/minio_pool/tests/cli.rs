@@ -108,7 +108,9 @@ fn appending_a_pool_is_accepted_with_a_warning() {
     assert!(ok);
     assert_eq!(check["changed"], json!(true));
     assert_eq!(check["pools_added"], json!(1));
-    assert!(!fs::read_to_string(s.env()).unwrap().contains("minio-{5...8}"));
+    assert!(!fs::read_to_string(s.env())
+        .unwrap()
+        .contains("minio-{5...8}"));
 
     let (v, ok) = run(s.dir.path(), &two, &[]);
     assert!(ok, "{v}");
@@ -191,7 +193,8 @@ fn bad_inputs(env: &Path) -> Vec<(&'static str, Value, &'static str)> {
         a
     };
     let one = |p: Value| with(json!({"pools": [p]}));
-    let hosts = |h: Value| one(json!({"hosts": h, "drives": ["/mnt/disk1/minio", "/mnt/disk2/minio"]}));
+    let hosts =
+        |h: Value| one(json!({"hosts": h, "drives": ["/mnt/disk1/minio", "/mnt/disk2/minio"]}));
     let drives = |d: Value| one(json!({"hosts": ["minio-1", "minio-2"], "drives": d}));
     vec![
         ("hosts with a gap", hosts(json!(["minio-1", "minio-3"])), "option 'pools[0].hosts': cannot be written in MinIO's ellipsis notation"),
