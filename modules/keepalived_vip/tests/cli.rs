@@ -217,3 +217,43 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         assert_eq!(s.listing(), vec!["keepalived.conf"], "{what}");
     }
 }
+
+/// Deletes the user the test created.
+struct UserGuard(String);
+
+impl Drop for UserGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_missing_script_user_is_created_when_asked() {
+    if !root() {
+        eprintln!("skipped: useradd needs root");
+        return;
+    }
+    let s = Scratch::new();
+    let user = format!("mhk{}", std::process::id());
+    let _guard = UserGuard(user.clone());
+    let args = s.with(json!({"script_user": user, "create_script_user": true}));
+    let exists = |u: &str| Command::new("id").arg(u).output().unwrap().status.success();
+
+    let (v, ok) = run(s.dir.path(), &args, &["--check"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["config_test"], json!("skipped"));
+    assert!(v["msg"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("created user {user}")));
+    assert!(!exists(&user), "check mode creates no user");
+    assert_eq!(fs::read_to_string(s.conf()).unwrap(), OLD);
+
+    let (v, ok) = run(s.dir.path(), &args, &[]);
+    assert!(ok, "{v}");
+    assert!(exists(&user));
+    assert_eq!(v["config_test"], json!("passed"), "{v}");
+    assert!(fs::read_to_string(s.conf())
+        .unwrap()
+        .contains(&format!("script_user {user}\n")));
+}
