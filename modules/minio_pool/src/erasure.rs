@@ -299,6 +299,11 @@ mod tests {
         // The second number varies, not the first.
         let racks = strings(&["r1-minio-5", "r1-minio-6"]);
         assert_eq!(compact(&racks).unwrap().notation(), "r1-minio-{5...6}");
+        // Addresses: the last octet counts up.
+        let ips = strings(&["10.20.0.41", "10.20.0.42", "10.20.0.43", "10.20.0.44"]);
+        assert_eq!(compact(&ips).unwrap().notation(), "10.20.0.{41...44}");
+        let unpadded = strings(&["minio9", "minio10", "minio11"]);
+        assert_eq!(compact(&unpadded).unwrap().notation(), "minio{9...11}");
         assert_eq!(
             compact(&strings(&["minio-1"])).unwrap(),
             Compact::Literal("minio-1".into())
