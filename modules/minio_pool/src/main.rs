@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    matrix_ha_runtime::main(&minio_pool::SPEC, minio_pool::run)
+}
