@@ -8,11 +8,23 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::LazyLock;
 
 use serde_json::{json, Value};
 
 const OLD: &str = "# an operator's keepalived.conf\n";
-const PASS: &str = "Pw4test9";
+static PASS: LazyLock<String> = LazyLock::new(|| per_run("", 4));
+static BASE_PASS: LazyLock<String> = LazyLock::new(|| per_run("", 4));
+
+/// A credential made for this run: `prefix` and random hex from /dev/urandom.
+fn per_run(prefix: &str, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut buf).unwrap();
+    format!(
+        "{prefix}{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -42,7 +54,7 @@ impl Scratch {
             "vip": "198.51.100.10/24",
             "peers": ["198.51.100.12"],
             "priority": 150,
-            "auth_pass": "abc12345",
+            "auth_pass": &*BASE_PASS,
             "script_user": "root",
             "check_script": "/bin/true",
             "pid_file": self.dir.path().join("keepalived.pid"),
@@ -104,7 +116,7 @@ fn run(dir: &Path, args: &Value, flags: &[&str]) -> (Value, bool) {
 #[test]
 fn good_args_write_once_then_nothing_and_hide_the_password() {
     let s = Scratch::new();
-    let args = s.with(json!({"auth_pass": PASS, "_ansible_diff": true}));
+    let args = s.with(json!({"auth_pass": &*PASS, "_ansible_diff": true}));
     let (first, ok) = run(s.dir.path(), &args, &[]);
     assert!(ok, "{first}");
     assert_eq!(first["changed"], json!(true));
@@ -115,9 +127,9 @@ fn good_args_write_once_then_nothing_and_hide_the_password() {
     let after = first["diff"]["after"].as_str().unwrap();
     assert!(after.contains("auth_pass ********"), "{after}");
     assert_eq!(first["diff"]["before"], json!(OLD));
-    assert!(!first.to_string().contains(PASS));
+    assert!(!first.to_string().contains(PASS.as_str()));
     let content = fs::read_to_string(s.conf()).unwrap();
-    assert!(content.contains(&format!("auth_pass {PASS}\n")));
+    assert!(content.contains(&format!("auth_pass {}\n", *PASS)));
     assert!(content.contains("unicast_src_ip 198.51.100.11\n"));
     assert_eq!(
         fs::metadata(s.conf()).unwrap().permissions().mode() & 0o777,
@@ -212,7 +224,10 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         assert_eq!(v["failed"], json!(true), "{what}: {v}");
         let msg = v["msg"].as_str().unwrap();
         assert!(msg.contains(expected), "{what}: {expected:?} in {msg:?}");
-        assert!(!v.to_string().contains("abc12345"), "{what}: secret shown");
+        assert!(
+            !v.to_string().contains(BASE_PASS.as_str()),
+            "{what}: secret shown"
+        );
         assert_eq!(fs::read_to_string(s.conf()).unwrap(), OLD, "{what}");
         assert_eq!(s.listing(), vec!["keepalived.conf"], "{what}");
     }

@@ -3,11 +3,22 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use assert_cmd::Command;
 use serde_json::{json, Value};
 
-const PASS: &str = "cli-test-Pa55word";
+static PASS: LazyLock<String> = LazyLock::new(|| per_run("cli-", 12));
+
+/// A credential made for this run: `prefix` and random hex from /dev/urandom.
+fn per_run(prefix: &str, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut buf).unwrap();
+    format!(
+        "{prefix}{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -42,7 +53,7 @@ fn pool(first: u32, last: u32, drives: u32) -> Value {
 }
 
 fn args(env: &Path, pools: Value) -> Value {
-    json!({"env_path": env, "pools": pools, "root_user": "matrix-admin", "root_password": PASS})
+    json!({"env_path": env, "pools": pools, "root_user": "matrix-admin", "root_password": &*PASS})
 }
 
 fn run(dir: &Path, args: &Value, flags: &[&str]) -> (Value, bool) {
@@ -79,13 +90,16 @@ fn writes_the_design_pool_once_then_nothing() {
     assert_eq!(v["pools"][0]["sets"], json!(1));
     assert_eq!(v["pools"][0]["usable"], json!("48.0 TiB"));
     assert_eq!(v["usable_bytes"], json!(48u64 << 40));
-    assert!(!v.to_string().contains(PASS), "the password never shows");
+    assert!(
+        !v.to_string().contains(PASS.as_str()),
+        "the password never shows"
+    );
     assert!(v["diff"]["after"]
         .as_str()
         .unwrap()
         .contains("MINIO_ROOT_PASSWORD=\"********\""));
     let text = fs::read_to_string(s.env()).unwrap();
-    assert!(text.contains(&format!("MINIO_ROOT_PASSWORD=\"{PASS}\"\n")));
+    assert!(text.contains(&format!("MINIO_ROOT_PASSWORD=\"{}\"\n", *PASS)));
     assert_eq!(
         fs::metadata(s.env()).unwrap().permissions().mode() & 0o777,
         0o600
@@ -252,7 +266,10 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         assert_eq!(v["failed"], json!(true), "{what}");
         let msg = v["msg"].as_str().unwrap();
         assert!(msg.contains(expected), "{what}: {expected:?} in {msg:?}");
-        assert!(!v.to_string().contains(PASS), "{what}: secret shown");
+        assert!(
+            !v.to_string().contains(PASS.as_str()),
+            "{what}: secret shown"
+        );
         assert_eq!(fs::read_to_string(s.env()).unwrap(), old, "{what}");
         assert_eq!(s.listing(), vec!["minio"], "{what}");
     }

@@ -5,9 +5,25 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use assert_cmd::Command;
 use serde_json::{json, Value};
+
+static SYNAPSE_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
+static ADMIN_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
+static OTHER_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
+static BOTH_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
+
+/// A credential made for this run: `prefix` and random hex from /dev/urandom.
+fn per_run(prefix: &str, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut buf).unwrap();
+    format!(
+        "{prefix}{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -47,8 +63,8 @@ impl Scratch {
             "max_connections": 330,
             "listen_addr": ["10.20.0.21"],
             "databases": [{"name": "synapse", "host": "10.20.0.10", "users": ["synapse"]}],
-            "auth_users": [{"name": "synapse", "password": "s3cret-synapse-pw"}],
-            "admin_password": "s3cret-admin-pw",
+            "auth_users": [{"name": "synapse", "password": &*SYNAPSE_PW}],
+            "admin_password": &*ADMIN_PW,
             "owner": uid.to_string(),
             "group": gid.to_string(),
             "pgbouncer_binary": "/nonexistent/pgbouncer",
@@ -121,7 +137,7 @@ fn writes_once_then_nothing_and_never_the_passwords() {
 
     // A new password replaces only that verifier.
     let mut changed = s.good();
-    changed["auth_users"][0]["password"] = json!("s3cret-other");
+    changed["auth_users"][0]["password"] = json!(&*OTHER_PW);
     let (third, _) = run(&s.args(&changed), &[]);
     assert_eq!(third["changed"], json!(true));
     assert_eq!(third["auth_file_changed"], json!(["synapse"]));
@@ -205,7 +221,7 @@ fn bad_inputs(s: &Scratch) -> Vec<(&'static str, Value, String)> {
         ("unknown database key", db(json!({"name": "synapse", "host": "10.20.0.10", "pool": 3})), "unsupported option 'databases[0].pool'".into()),
         ("auth user without password", user(json!({"name": "synapse"})), "option 'auth_users[0]': give exactly one of 'password' (not empty) and 'verifier'".into()),
         ("md5 verifier", user(json!({"name": "synapse", "verifier": "md5d41d8cd98f00b204e9800998ecf8427e"})), "option 'auth_users[0].verifier': the value (hidden: no_log) is not a SCRAM-SHA-256 verifier".into()),
-        ("password and verifier", user(json!({"name": "synapse", "password": "s3cret-both", "verifier": "SCRAM-SHA-256$4096:AA==$AA==:AA=="})), "give exactly one of".into()),
+        ("password and verifier", user(json!({"name": "synapse", "password": &*BOTH_PW, "verifier": "SCRAM-SHA-256$4096:AA==$AA==:AA=="})), "give exactly one of".into()),
         ("unknown auth_mode", with(g.clone(), "auth_mode", json!("md5")), "option 'auth_mode': value \"md5\" is not one of: auth_file, auth_query".into()),
         ("bad auth_function", with(g.clone(), "auth_function", json!("get_auth; DROP TABLE x")), "option 'auth_function': value \"get_auth; DROP TABLE x\" is not a schema-qualified function name".into()),
         ("relative path", with(g.clone(), "path", json!("pgbouncer.ini")), "option 'path': value \"pgbouncer.ini\" is not an absolute path".into()),
