@@ -5,6 +5,8 @@
 //! of the project venv (`.venv`, made by `scripts/setup`) with the checkout's `ansible.cfg`
 //! and a private `ANSIBLE_HOME`, so nothing outside a temporary directory is touched.
 
+pub mod patroni;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -62,9 +62,14 @@ pub fn streaming_replicas<'a>(members: &'a [Member], leader: &Member) -> Vec<&'a
         .collect()
 }
 
-/// Whether the cluster has a leader and `size - 1` streaming replicas.
-pub fn ready(members: &[Member], size: usize) -> bool {
-    leader(members).is_some_and(|l| streaming_replicas(members, l).len() + 1 >= size)
+/// Whether the cluster has a leader and `size - 1` streaming replicas, one of them the
+/// synchronous standby when `sync` (synchronous mode) and there is a replica at all.
+pub fn ready(members: &[Member], size: usize, sync: bool) -> bool {
+    leader(members).is_some_and(|l| {
+        let replicas = streaming_replicas(members, l);
+        replicas.len() + 1 >= size
+            && (!sync || size < 2 || replicas.iter().any(|m| m.role == "sync_standby"))
+    })
 }
 
 /// GET `http://HOST:PORT/cluster`.
@@ -83,7 +88,12 @@ pub fn fetch(api: &str, timeout: Duration) -> Result<Vec<Member>, String> {
 
 /// Polls `/cluster` once a second until [`ready`] or `timeout`; returns the last members seen
 /// and whether the cluster became ready.
-pub fn wait(api: &str, size: usize, timeout: Duration) -> (Vec<Member>, Option<String>, bool) {
+pub fn wait(
+    api: &str,
+    size: usize,
+    sync: bool,
+    timeout: Duration,
+) -> (Vec<Member>, Option<String>, bool) {
     let start = Instant::now();
     let mut last = Vec::new();
     let mut last_error = None;
@@ -92,7 +102,7 @@ pub fn wait(api: &str, size: usize, timeout: Duration) -> (Vec<Member>, Option<S
         match fetch(api, Duration::from_secs(3)) {
             Ok(m) => {
                 last_error = None;
-                if ready(&m, size) {
+                if ready(&m, size, sync) {
                     return (m, None, true);
                 }
                 last = m;
@@ -122,12 +132,20 @@ mod tests {
 
     #[test]
     fn ready_needs_a_leader_and_replicas_with_lag() {
-        assert!(ready(&members(&body("running", json!(0))), 3));
-        assert!(ready(&members(&body("streaming", json!(16))), 3));
-        assert!(!ready(&members(&body("starting", json!(0))), 3));
-        assert!(!ready(&members(&body("running", json!("unknown"))), 3));
-        assert!(ready(&members(&body("running", json!("unknown"))), 2));
-        assert!(!ready(&members(&json!({"members": []})), 1));
+        assert!(ready(&members(&body("running", json!(0))), 3, true));
+        assert!(ready(&members(&body("streaming", json!(16))), 3, true));
+        assert!(!ready(&members(&body("starting", json!(0))), 3, false));
+        assert!(!ready(
+            &members(&body("running", json!("unknown"))),
+            3,
+            false
+        ));
+        assert!(ready(&members(&body("running", json!("unknown"))), 2, true));
+        assert!(!ready(&members(&json!({"members": []})), 1, false));
+        let mut no_sync = body("running", json!(0));
+        no_sync["members"][1]["role"] = json!("replica");
+        assert!(!ready(&members(&no_sync), 3, true));
+        assert!(ready(&members(&no_sync), 3, false));
         let m = members(&body("running", json!(0)));
         assert_eq!(leader(&m).map(|l| l.name.as_str()), Some("p1"));
     }

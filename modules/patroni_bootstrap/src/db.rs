@@ -61,8 +61,11 @@ async fn connect(t: &Target, dbname: &str) -> Result<Client, String> {
         .await
         .map_err(|e| {
             format!(
-                "cannot connect to PostgreSQL at {}:{} as '{}' (database '{dbname}'): {e}",
-                t.host, t.port, t.superuser
+                "cannot connect to PostgreSQL at {}:{} as '{}' (database '{dbname}'): {}",
+                t.host,
+                t.port,
+                t.superuser,
+                pg_text(&e)
             )
         })?;
     tokio::spawn(async move {
@@ -86,12 +89,13 @@ async fn password_works(t: &Target, user: &User) -> Result<bool, String> {
             let code = e.code().map(|c| c.code().to_string());
             match code.as_deref() {
                 // invalid_password; invalid_authorization_specification when LOGIN is missing.
-                Some("28P01") | Some("28000") if !e.to_string().contains("pg_hba.conf") => {
-                    Ok(false)
-                }
+                Some("28P01") | Some("28000") if !pg_text(&e).contains("pg_hba.conf") => Ok(false),
                 _ => Err(format!(
-                    "cannot check the password of role '{}' by logging in at {}:{}: {e}",
-                    user.name, t.host, t.port
+                    "cannot check the password of role '{}' by logging in at {}:{}: {}",
+                    user.name,
+                    t.host,
+                    t.port,
+                    pg_text(&e)
                 )),
             }
         }
@@ -102,8 +106,32 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The whole text of a client error: tokio-postgres shows the server's message only as the
+/// error's source.
+pub fn pg_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            // Bounded: error chains are short, but never trust one to end.
+            for _ in 0..8 {
+                let Some(s) = source else { break };
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
 fn db_error(what: &str) -> impl Fn(tokio_postgres::Error) -> String + '_ {
-    move |e| format!("{what}: {e}")
+    move |e| format!("{what}: {}", pg_text(&e))
 }
 
 async fn ensure_role(

@@ -124,7 +124,8 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         "Then, with O(wait_for_cluster), it polls the REST API's C(/cluster) of this member \
          (the host of O(connect_address), the port of O(restapi_listen)) once every 0.5 s, \
          for at most O(wait_timeout) seconds, until one leader runs and O(cluster_size) - 1 \
-         replicas stream on its timeline with a known lag. A cluster that does not get there \
+         replicas stream on its timeline with a known lag (with O(synchronous_mode) on or strict, \
+         one of them the synchronous standby). A cluster that does not get there \
          fails the task with the members seen.",
         "On the leader only (the member named O(name) leads), over a client connection as \
          the superuser (SCRAM): the roles of O(users) and O(pgbouncer_auth_user) with SCRAM \
@@ -291,7 +292,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("cluster_size", Kind::Int)
             .default(DefaultValue::Int(3))
             .range(1, 15)
-            .doc(&["Members to wait for: one leader and O(cluster_size) - 1 streaming replicas."]),
+            .doc(&[
+                "Members to wait for: one leader and O(cluster_size) - 1 streaming replicas \
+                    (one synchronous when O(synchronous_mode) is not V(off)).",
+            ]),
         OptionSpec::new("wait_timeout", Kind::Int)
             .default(DefaultValue::Int(300))
             .range(1, 3600)
@@ -623,16 +627,22 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     if args.wait_for_cluster {
         let api = valid.restapi_connect.text();
         let size = args.cluster_size as usize;
+        let sync = args.synchronous_mode != SyncMode::Off;
         let (members, error, ready) = if ctx.check_mode {
             match cluster::fetch(&api, Duration::from_secs(3)) {
                 Ok(m) => {
-                    let ready = cluster::ready(&m, size);
+                    let ready = cluster::ready(&m, size, sync);
                     (m, None, ready)
                 }
                 Err(e) => (Vec::new(), Some(e), false),
             }
         } else {
-            cluster::wait(&api, size, Duration::from_secs(args.wait_timeout as u64))
+            cluster::wait(
+                &api,
+                size,
+                sync,
+                Duration::from_secs(args.wait_timeout as u64),
+            )
         };
         let leader = cluster::leader(&members).cloned();
         outcome = outcome
