@@ -323,6 +323,60 @@ impl Cluster {
         }
     }
 
+    /// The PID of member `i`'s Patroni: the child of its `runuser`, read from /proc.
+    pub fn patroni_pid(&self, i: usize) -> Option<i32> {
+        let parent = self.members[i].child.as_ref()?.id() as i32;
+        for entry in fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(parent) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    /// kill -9 member `i`'s Patroni and PostgreSQL (a crashed server); returns whether both
+    /// were found.
+    pub fn crash(&mut self, i: usize) -> bool {
+        let patroni = self.patroni_pid(i);
+        let postmaster = postmaster_pid(&self.members[i].data_dir());
+        for pid in patroni.iter().chain(postmaster.iter()) {
+            signal(*pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        patroni.is_some() && postmaster.is_some()
+    }
+
+    /// Index of the member `/cluster` reports as leader, asking every member; bounded.
+    pub fn leader(&self, limit: Duration) -> Option<usize> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            for m in &self.members {
+                let url = format!("{MEMBER_HOST}:{}", m.api_port);
+                if let Some(name) = http_get_json(&url, "/cluster").and_then(|v| {
+                    v["members"].as_array()?.iter().find_map(|x| {
+                        (x["role"] == "leader" && x["state"] == "running")
+                            .then(|| x["name"].as_str().map(str::to_string))
+                            .flatten()
+                    })
+                }) {
+                    return self.members.iter().position(|x| x.name == name);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        None
+    }
+
     /// The last lines of every log, for a failing test's message.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -383,6 +437,18 @@ impl Cluster {
                 .collect())
         })
     }
+}
+
+/// GET `path` from `host:port` over plain HTTP/1.0 (Patroni's REST API on loopback).
+fn http_get_json(addr: &str, path: &str) -> Option<Value> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.take(1 << 20).read_to_string(&mut text).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
 }
 
 /// A client error with the server's message (tokio-postgres keeps it in the source).
