@@ -179,7 +179,14 @@ impl Cluster {
             ])
             .arg("--initial-cluster")
             .arg(format!("etcd-1={peer}"))
-            .args(["--initial-cluster-state", "new", "--log-level", "warn"])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--logger",
+                "zap",
+                "--log-level",
+                "warn",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -326,23 +333,7 @@ impl Cluster {
     /// The PID of member `i`'s Patroni: the child of its `runuser`, read from /proc.
     pub fn patroni_pid(&self, i: usize) -> Option<i32> {
         let parent = self.members[i].child.as_ref()?.id() as i32;
-        for entry in fs::read_dir("/proc").ok()?.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<i32>().ok());
-            if ppid == Some(parent) {
-                return Some(pid);
-            }
-        }
-        None
+        children(parent).into_iter().next()
     }
 
     /// kill -9 member `i`'s Patroni and PostgreSQL (a crashed server); returns whether both
@@ -350,17 +341,27 @@ impl Cluster {
     pub fn crash(&mut self, i: usize) -> bool {
         let patroni = self.patroni_pid(i);
         let postmaster = postmaster_pid(&self.members[i].data_dir());
-        for pid in patroni.iter().chain(postmaster.iter()) {
+        // The postmaster's children too (backends, walsenders): a crashed server keeps none.
+        let backends = postmaster.map(children).unwrap_or_default();
+        for pid in patroni
+            .iter()
+            .chain(postmaster.iter())
+            .chain(backends.iter())
+        {
             signal(*pid, nix::sys::signal::Signal::SIGKILL);
         }
         patroni.is_some() && postmaster.is_some()
     }
 
-    /// Index of the member `/cluster` reports as leader, asking every member; bounded.
-    pub fn leader(&self, limit: Duration) -> Option<usize> {
+    /// Index of the member `/cluster` reports as leader, asking every member (but `exclude`,
+    /// whose answer and leadership do not count); bounded.
+    pub fn leader(&self, limit: Duration, exclude: Option<usize>) -> Option<usize> {
         let start = Instant::now();
         while start.elapsed() < limit {
-            for m in &self.members {
+            for (k, m) in self.members.iter().enumerate() {
+                if Some(k) == exclude {
+                    continue;
+                }
                 let url = format!("{MEMBER_HOST}:{}", m.api_port);
                 if let Some(name) = http_get_json(&url, "/cluster").and_then(|v| {
                     v["members"].as_array()?.iter().find_map(|x| {
@@ -369,7 +370,10 @@ impl Cluster {
                             .flatten()
                     })
                 }) {
-                    return self.members.iter().position(|x| x.name == name);
+                    let found = self.members.iter().position(|x| x.name == name);
+                    if found.is_some() && found != exclude {
+                        return found;
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(300));
@@ -437,6 +441,28 @@ impl Cluster {
                 .collect())
         })
     }
+}
+
+/// PIDs of the processes whose parent is `parent`, read from /proc.
+pub fn children(parent: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse::<i32>()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// GET `path` from `host:port` over plain HTTP/1.0 (Patroni's REST API on loopback).

@@ -191,6 +191,41 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
         .query(l, "synapse", &c.synapse_password, "synapse", "SELECT 1")
         .is_err());
 
+    // 6. A database with another locale is refused, not "fixed"; nothing else is touched.
+    su("CREATE DATABASE wrong_locale TEMPLATE template0 LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'");
+    let mut args = c.args(l, &json!({}));
+    args["databases"] = json!([{"name": "wrong_locale", "owner": "synapse"}]);
+    let r = c.module(&args);
+    assert_eq!(r["failed"], json!(true), "{r}");
+    let msg = r["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("database 'wrong_locale' exists with encoding UTF8, LC_COLLATE 'C.UTF-8'"),
+        "{msg}"
+    );
+
+    // 7. A changed parameter on a running member: the file is rewritten (Patroni's validator
+    // sees its own ports in use, which does not count), then nothing changes.
+    let replica = (l + 1) % n;
+    let tuned = json!({"parameters": {"unix_socket_directories": c.members[replica].dir,
+                                      "huge_pages": "off", "wal_keep_size": "64MB",
+                                      "work_mem": "8MB"}});
+    let r = c.module(&c.args(replica, &tuned));
+    ok(&r, "changed parameter", &c);
+    assert_eq!(r["changed"], json!(true), "{r}");
+    let text = std::fs::read_to_string(c.members[replica].config()).unwrap();
+    assert!(text.contains("work_mem: 8MB"));
+    let r = c.module(&c.args(replica, &tuned));
+    assert_eq!(r["changed"], json!(false), "{r}");
+
+    // 8. A cluster that cannot get ready in time fails with what it saw.
+    let r = c.module(&c.args(l, &json!({"cluster_size": 4, "wait_timeout": 2})));
+    assert_eq!(r["failed"], json!(true));
+    let msg = r["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("did not get a leader and 3 streaming replica(s) within 2 s"),
+        "{msg}"
+    );
+
     for i in 0..n {
         c.stop(i);
     }

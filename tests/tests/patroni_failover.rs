@@ -39,7 +39,7 @@ fn kill_the_primary_under_writes_and_lose_no_acknowledged_row() {
         let r = c.module(&c.args(i, &timing));
         assert_eq!(r["failed"], json!(false), "{r}\n{}", c.logs());
     }
-    let old = c.leader(Duration::from_secs(30)).expect("a leader");
+    let old = c.leader(Duration::from_secs(30), None).expect("a leader");
     c.query(
         old,
         "postgres",
@@ -99,19 +99,26 @@ fn kill_the_primary_under_writes_and_lose_no_acknowledged_row() {
             });
         }
         let ok = match &client {
-            None => false,
+            None => None,
             Some(cl) => rt.block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(5),
-                    cl.execute("INSERT INTO acked (id) VALUES ($1)", &[&id]),
+                    cl.query_one(
+                        "INSERT INTO acked (id) VALUES ($1) RETURNING inet_server_port()",
+                        &[&id],
+                    ),
                 )
                 .await
-                .is_ok_and(|r| r.is_ok())
+                .ok()
+                .and_then(|r| r.ok())
+                .map(|row| row.get::<_, Option<i32>>(0))
             }),
         };
-        if ok {
+        if let Some(port) = ok {
             acked.push(id);
-            if let (Some(k), None) = (killed_at, recovered) {
+            // Recovered: a write acknowledged by another server than the killed one.
+            let elsewhere = port != Some(i32::from(c.members[old].pg_port));
+            if let (Some(k), None, true) = (killed_at, recovered, elsewhere) {
                 recovered = Some(k.elapsed());
             }
         } else {
@@ -127,8 +134,9 @@ fn kill_the_primary_under_writes_and_lose_no_acknowledged_row() {
     }
     let recovered =
         recovered.unwrap_or_else(|| panic!("no write succeeded after the kill\n{}", c.logs()));
-    let new = c.leader(Duration::from_secs(30)).expect("a new leader");
-    assert_ne!(new, old, "another member leads");
+    let new = c
+        .leader(Duration::from_secs(60), Some(old))
+        .unwrap_or_else(|| panic!("no new leader\n{}", c.logs()));
 
     let present = c
         .query(

@@ -330,9 +330,13 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          leader are only read) and diff mode (the file's before and after, secrets masked).",
         "The module does not start, stop or reload Patroni: start it after the first run \
          (O(wait_for_cluster=false)), reload it (SIGHUP) after a change.",
-        "Tested with Debian 12's Patroni 3.0.2, PostgreSQL 15 and etcd 3.4. Patroni 4 removed \
-         C(bootstrap.users); this module never used it and creates roles over a client \
-         connection instead, so the file suits both.",
+        "Tested with Debian 12's Patroni 3.0.2, PostgreSQL 15 and etcd 3.4.23 (amd64: etcd \
+         needs no C(ETCD_UNSUPPORTED_ARCH) there, and 3.4 serves the v3 API by default through \
+         its gRPC gateway, which Patroni's C(etcd3) client finds on its own). Patroni 4 removed \
+         C(bootstrap.users); this module never uses it and creates roles over a client \
+         connection instead. Patroni 4 itself was not tested.",
+        "Patroni 3.0.2's C(/cluster) reports a streaming replica as C(running); 3.1 and later \
+         say C(streaming): both count.",
     ],
     examples: r#"- name: Write Patroni's configuration (before Patroni runs)
   z3r0d3v.matrix_ha.patroni_bootstrap:
@@ -490,14 +494,15 @@ fn find_patroni() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Runs `patroni --validate-config` on `content`; returns the errors it reports.
+/// Runs `patroni --validate-config` on `content` (a 0600 file in a private 0700 directory,
+/// removed afterwards); fails with the errors it reports.
 fn validate_with_patroni(
     patroni: &Path,
     content: &str,
     running: bool,
     ctx: &mut Context,
 ) -> Result<(), Failure> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = tempfile::Builder::new()
         .prefix("patroni-validate.")
         .tempdir()
@@ -508,7 +513,7 @@ fn validate_with_patroni(
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode_0600()
+        .mode(0o600)
         .open(&file)
         .map_err(|e| Failure::new(format!("cannot write a temporary file: {e}")))?;
     std::io::Write::write_all(&mut f, content.as_bytes())
@@ -548,17 +553,6 @@ fn validate_with_patroni(
             problems.join("; ")
         }
     )))
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
-    }
 }
 
 /// Applies the module: render, validate, write, wait, and on the leader ensure the database.
