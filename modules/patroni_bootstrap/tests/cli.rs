@@ -255,3 +255,35 @@ fn docs_come_from_the_spec() {
     }
     assert!(text.contains("pgbouncer.get_auth(p_usename text"));
 }
+
+#[test]
+fn patroni_validate_config_refusal_fails_and_writes_nothing() {
+    if !Path::new("/usr/bin/patroni").exists() {
+        panic!("patroni is not installed: run scripts/setup (scripts/apt-packages.txt lists it)");
+    }
+    let s = Scratch::new();
+    // Nothing listens on this port: Patroni's validator finds etcd unreachable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = good(&s.config());
+    args["validate"] = json!(true);
+    args["etcd_hosts"] = json!([format!("127.0.0.1:{port}")]);
+    args["data_dir"] = json!(s.dir.path().join("data"));
+    let (v, ok, _) = run(&s.args(&args), &[]);
+    assert!(!ok, "{v}");
+    let msg = v["msg"].as_str().unwrap();
+    assert!(
+        msg.contains(
+            "patroni --validate-config refused the rendered configuration (nothing was written)"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port} is not reachable")),
+        "{msg}"
+    );
+    assert_eq!(s.listing(), vec!["args.json"]);
+}
