@@ -8,6 +8,8 @@
 
 pub mod pg;
 
+pub mod patroni;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
