@@ -15,7 +15,7 @@ pub const HEADER: &str = "# Managed by z3r0d3v.matrix_ha.keepalived_vip: this wh
 pub const CHECK_NAME: &str = "chk_haproxy";
 
 /// What the user asked for, still unchecked (options as given).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Request {
     pub interface: String,
     pub vip: String,
@@ -141,7 +141,7 @@ pub fn validate(req: &Request, iface_addrs: Option<&[Ipv4Net]>) -> Result<Settin
         check_word(&mut errs, "interface", &req.interface, "an interface name");
     }
 
-    let vip = match req.vip.parse::<Ipv4Net>() {
+    let vip = match req.vip.trim().parse::<Ipv4Net>() {
         Ok(net) if net.prefix_len() == 0 => {
             errs.push(invalid("vip", &req.vip, "has prefix /0"));
             None
@@ -167,7 +167,7 @@ pub fn validate(req: &Request, iface_addrs: Option<&[Ipv4Net]>) -> Result<Settin
             }
         }
         Err(_) => {
-            let reason = if req.vip.parse::<Ipv4Addr>().is_ok() {
+            let reason = if req.vip.trim().parse::<Ipv4Addr>().is_ok() {
                 "has no prefix: give ADDRESS/PREFIX, e.g. 10.20.0.10/24"
             } else if req.vip.contains(':') {
                 "is IPv6: this module manages an IPv4 VIP (VRRPv2)"

@@ -21,23 +21,10 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 pub struct Args {
     pub path: String,
-    pub interface: String,
-    pub vip: String,
-    pub virtual_router_id: Option<i64>,
-    pub priority: i64,
-    pub peers: Vec<String>,
-    pub unicast_src_ip: Option<String>,
-    pub auth_pass: Option<String>,
-    pub advert_int: i64,
-    pub nopreempt: bool,
-    pub check_script: String,
-    pub check_interval: i64,
-    pub check_fall: i64,
-    pub check_rise: i64,
-    pub script_user: String,
+    /// The keepalived settings, validated and rendered by [`config`].
+    #[serde(flatten)]
+    pub request: config::Request,
     pub create_script_user: bool,
-    pub instance_name: String,
-    pub notify_script: Option<String>,
     pub state_file: Option<String>,
     pub nonlocal_bind: bool,
     pub sysctl_path: String,
@@ -273,34 +260,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 const PROC_NONLOCAL_BIND: &str = "/proc/sys/net/ipv4/ip_nonlocal_bind";
 const SYSCTL_LINE: &str = "# Managed by z3r0d3v.matrix_ha.keepalived_vip: HAProxy binds the VIP on the backup node.\nnet.ipv4.ip_nonlocal_bind = 1\n";
 
-impl Args {
-    fn request(&self) -> config::Request {
-        config::Request {
-            interface: self.interface.clone(),
-            vip: self.vip.trim().to_string(),
-            virtual_router_id: self.virtual_router_id,
-            priority: self.priority,
-            peers: self.peers.clone(),
-            unicast_src_ip: self.unicast_src_ip.clone(),
-            auth_pass: self.auth_pass.clone(),
-            advert_int: self.advert_int,
-            nopreempt: self.nopreempt,
-            check_script: self.check_script.clone(),
-            check_interval: self.check_interval,
-            check_fall: self.check_fall,
-            check_rise: self.check_rise,
-            script_user: self.script_user.clone(),
-            instance_name: self.instance_name.clone(),
-            notify_script: self.notify_script.clone(),
-        }
-    }
-}
-
 /// Applies the module: validate, render, test, install, sysctl, reload, report.
 pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     let addrs = system::interface_addresses()?;
-    let iface = addrs.get(&args.interface).map(|v| v.as_slice());
-    let settings = config::validate(&args.request(), iface)?;
+    let iface = addrs.get(&args.request.interface).map(|v| v.as_slice());
+    let settings = config::validate(&args.request, iface)?;
     let content = config::render(&settings);
 
     let path_error = |e: fs::FsError| Failure::new(format!("option 'path': {e}"));

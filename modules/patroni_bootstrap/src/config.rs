@@ -56,8 +56,8 @@ pub struct User {
     pub password: String,
 }
 
-/// Everything the file is made of, before validation.
-#[derive(Debug, Clone)]
+/// Everything the file is made of, before validation (the module's options of the same names).
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct Settings {
     pub scope: String,
     pub name: String,
@@ -81,11 +81,19 @@ pub struct Settings {
     pub synchronous_mode: SyncMode,
     pub max_connections: i64,
     pub superuser_reserved_connections: i64,
+    #[serde(deserialize_with = "null_as_empty")]
     pub parameters: serde_json::Map<String, serde_json::Value>,
     pub databases: Vec<Database>,
     pub users: Vec<User>,
     pub pgbouncer_auth_user: String,
     pub pgbouncer_auth_password: Option<String>,
+}
+
+/// An unset `parameters` option (null) is no parameters.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    Ok(<Option<_> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A `host:port` pair as Patroni reads it.

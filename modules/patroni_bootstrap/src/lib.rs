@@ -19,7 +19,7 @@ use matrix_ha_runtime::{
 };
 use serde::Deserialize;
 
-use config::{Database, Settings, SyncMode, User};
+use config::{Settings, SyncMode, User};
 use sizing::Host;
 
 /// Typed arguments; the names and types mirror [`SPEC`].
@@ -28,39 +28,15 @@ pub struct Args {
     pub config_path: String,
     pub owner: String,
     pub group: String,
-    pub scope: String,
-    pub name: String,
-    pub etcd_hosts: Vec<String>,
-    pub listen: String,
-    pub connect_address: String,
-    pub restapi_listen: String,
-    pub restapi_username: String,
-    pub restapi_password: String,
-    pub data_dir: String,
-    pub bin_dir: String,
-    pub pg_hba_networks: Vec<String>,
-    pub superuser_username: String,
-    pub superuser_password: String,
-    pub replication_username: String,
-    pub replication_password: String,
-    pub ttl: i64,
-    pub loop_wait: i64,
-    pub retry_timeout: i64,
-    pub maximum_lag_on_failover: i64,
-    pub synchronous_mode: SyncMode,
-    pub max_connections: i64,
-    pub superuser_reserved_connections: i64,
-    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What the file is made of, validated by [`config`].
+    #[serde(flatten)]
+    pub settings: Settings,
     pub memory_mb: Option<i64>,
     pub cpus: Option<i64>,
     pub validate: bool,
     pub wait_for_cluster: bool,
     pub cluster_size: i64,
     pub wait_timeout: i64,
-    pub databases: Vec<Database>,
-    pub users: Vec<User>,
-    pub pgbouncer_auth_user: String,
-    pub pgbouncer_auth_password: Option<String>,
 }
 
 static DATABASE_OPTIONS: [OptionSpec; 3] = [
@@ -432,38 +408,6 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     ],
 };
 
-fn settings(args: &Args) -> Settings {
-    Settings {
-        scope: args.scope.clone(),
-        name: args.name.clone(),
-        etcd_hosts: args.etcd_hosts.clone(),
-        listen: args.listen.clone(),
-        connect_address: args.connect_address.clone(),
-        restapi_listen: args.restapi_listen.clone(),
-        restapi_username: args.restapi_username.clone(),
-        restapi_password: args.restapi_password.clone(),
-        data_dir: args.data_dir.clone(),
-        bin_dir: args.bin_dir.clone(),
-        pg_hba_networks: args.pg_hba_networks.clone(),
-        superuser_username: args.superuser_username.clone(),
-        superuser_password: args.superuser_password.clone(),
-        replication_username: args.replication_username.clone(),
-        replication_password: args.replication_password.clone(),
-        ttl: args.ttl,
-        loop_wait: args.loop_wait,
-        retry_timeout: args.retry_timeout,
-        maximum_lag_on_failover: args.maximum_lag_on_failover,
-        synchronous_mode: args.synchronous_mode,
-        max_connections: args.max_connections,
-        superuser_reserved_connections: args.superuser_reserved_connections,
-        parameters: args.parameters.clone().unwrap_or_default(),
-        databases: args.databases.clone(),
-        users: args.users.clone(),
-        pgbouncer_auth_user: args.pgbouncer_auth_user.clone(),
-        pgbouncer_auth_password: args.pgbouncer_auth_password.clone(),
-    }
-}
-
 /// The host's size: the options when given, else /proc/meminfo and the CPU affinity.
 fn host(args: &Args) -> Result<Host, Failure> {
     let memory_mb = match args.memory_mb {
@@ -557,7 +501,9 @@ fn validate_with_patroni(
 
 /// Applies the module: render, validate, write, wait, and on the leader ensure the database.
 pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
-    let valid = settings(&args)
+    let valid = args
+        .settings
+        .clone()
         .validate()
         .map_err(|e| Failure::new(e.to_string()))?;
     let attrs = Attrs::resolve(Some(&args.owner), Some(&args.group), Some(0o600))?;
@@ -621,7 +567,7 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     if args.wait_for_cluster {
         let api = valid.restapi_connect.text();
         let size = args.cluster_size as usize;
-        let sync = args.synchronous_mode != SyncMode::Off;
+        let sync = args.settings.synchronous_mode != SyncMode::Off;
         let (members, error, ready) = if ctx.check_mode {
             match cluster::fetch(&api, Duration::from_secs(3)) {
                 Ok(m) => {
@@ -678,27 +624,33 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
                 )));
             }
         }
-        let is_leader = leader.as_ref().is_some_and(|l| l.name == args.name);
+        let is_leader = leader
+            .as_ref()
+            .is_some_and(|l| l.name == args.settings.name);
         outcome = outcome.with("is_leader", is_leader);
         if ready && is_leader {
             let target = db::Target {
                 host: valid.connect.host.clone(),
                 port: valid.connect.port,
-                superuser: args.superuser_username.clone(),
-                password: args.superuser_password.clone(),
+                superuser: args.settings.superuser_username.clone(),
+                password: args.settings.superuser_password.clone(),
             };
             let desired = db::Desired {
-                users: args.users.clone(),
-                databases: args.databases.clone(),
-                pgbouncer: args.pgbouncer_auth_password.as_ref().map(|p| User {
-                    name: args.pgbouncer_auth_user.clone(),
-                    password: p.clone(),
-                }),
+                users: args.settings.users.clone(),
+                databases: args.settings.databases.clone(),
+                pgbouncer: args
+                    .settings
+                    .pgbouncer_auth_password
+                    .as_ref()
+                    .map(|p| User {
+                        name: args.settings.pgbouncer_auth_user.clone(),
+                        password: p.clone(),
+                    }),
             };
             let report = db::ensure(&target, &desired, ctx.check_mode).map_err(|e| {
                 Failure::new(format!(
                     "on the leader {}: {e}{}",
-                    args.name,
+                    args.settings.name,
                     if messages.is_empty() {
                         String::new()
                     } else {
