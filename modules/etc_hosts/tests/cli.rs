@@ -4,6 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use matrix_ha_testkit as testkit;
 use serde_json::{json, Value};
 
 const STOCK: &str = "127.0.0.1\tlocalhost\n127.0.1.1\tpatroni-1.chat.z3r0d3v.com\tpatroni-1\n\n::1     localhost ip6-localhost ip6-loopback\n";
@@ -28,30 +29,13 @@ impl Scratch {
     }
     /// Names in the directory, to prove no temporary or backup file was left.
     fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        testkit::listing(self.dir.path())
     }
 }
 
 fn run(args_file: &Path, flags: &[&str]) -> (Value, bool) {
-    let out = Command::cargo_bin("etc_hosts")
-        .unwrap()
-        .args(flags)
-        .arg(args_file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "exactly one line on stdout: {stdout}"
-    );
-    let value: Value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
-    (value, out.status.success())
+    let ran = testkit::run("etc_hosts", args_file, flags);
+    (ran.value, ran.ok)
 }
 
 fn entries() -> Value {

@@ -10,21 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
 
+use matrix_ha_testkit::{self as testkit, per_run};
 use serde_json::{json, Value};
 
 const OLD: &str = "# an operator's keepalived.conf\n";
 static PASS: LazyLock<String> = LazyLock::new(|| per_run("", 4));
 static BASE_PASS: LazyLock<String> = LazyLock::new(|| per_run("", 4));
-
-/// A credential made for this run: `prefix` and random hex from /dev/urandom.
-fn per_run(prefix: &str, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut buf).unwrap();
-    format!(
-        "{prefix}{}",
-        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -40,12 +31,7 @@ impl Scratch {
         self.dir.path().join("keepalived.conf")
     }
     fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        testkit::listing(self.dir.path())
     }
     fn base(&self) -> Value {
         json!({
@@ -102,15 +88,8 @@ fn run(dir: &Path, args: &Value, flags: &[&str]) -> (Value, bool) {
         .output()
         .unwrap();
     fs::remove_file(&args_file).unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "exactly one line on stdout: {stdout} / {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let value: Value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
-    (value, out.status.success())
+    let ran = testkit::result(out);
+    (ran.value, ran.ok)
 }
 
 #[test]

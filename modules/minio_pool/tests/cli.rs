@@ -6,19 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use assert_cmd::Command;
+use matrix_ha_testkit::{self as testkit, per_run};
 use serde_json::{json, Value};
 
 static PASS: LazyLock<String> = LazyLock::new(|| per_run("cli-", 12));
-
-/// A credential made for this run: `prefix` and random hex from /dev/urandom.
-fn per_run(prefix: &str, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut buf).unwrap();
-    format!(
-        "{prefix}{}",
-        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -33,13 +24,10 @@ impl Scratch {
     fn env(&self) -> PathBuf {
         self.dir.path().join("minio")
     }
+    /// The directory's names, without the args file this test writes there.
     fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "args.json")
-            .collect();
-        names.sort();
+        let mut names = testkit::listing(self.dir.path());
+        names.retain(|n| n != "args.json");
         names
     }
 }
@@ -59,15 +47,8 @@ fn args(env: &Path, pools: Value) -> Value {
 fn run(dir: &Path, args: &Value, flags: &[&str]) -> (Value, bool) {
     let file = dir.join("args.json");
     fs::write(&file, args.to_string()).unwrap();
-    let out = Command::cargo_bin("minio_pool")
-        .unwrap()
-        .args(flags)
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "one line on stdout: {stdout}");
-    (serde_json::from_str(&stdout).unwrap(), out.status.success())
+    let ran = testkit::run("minio_pool", &file, flags);
+    (ran.value, ran.ok)
 }
 
 #[test]

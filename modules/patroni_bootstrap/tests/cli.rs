@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use assert_cmd::Command;
+use matrix_ha_testkit::{self as testkit, per_run};
 use serde_json::{json, Value};
 
 struct Scratch {
@@ -29,46 +30,19 @@ impl Scratch {
         path
     }
     fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        testkit::listing(self.dir.path())
     }
 }
 
 fn run(args_file: &Path, flags: &[&str]) -> (Value, bool, String) {
-    let out = Command::cargo_bin("patroni_bootstrap")
-        .unwrap()
-        .args(flags)
-        .arg(args_file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "one line on stdout: {stdout}");
-    let value: Value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
-    (
-        value,
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = testkit::run("patroni_bootstrap", args_file, flags);
+    (ran.value, ran.ok, ran.stderr)
 }
 
 static SUPER: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
 static REPL: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
 static REST: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
 static SYNAPSE: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
-
-/// A credential made for this run: `prefix` and random hex from /dev/urandom.
-fn per_run(prefix: &str, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut buf).unwrap();
-    format!(
-        "{prefix}{}",
-        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
 
 fn good(config: &Path) -> Value {
     json!({

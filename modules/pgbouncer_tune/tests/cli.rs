@@ -8,22 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use assert_cmd::Command;
+use matrix_ha_testkit::{self as testkit, per_run};
 use serde_json::{json, Value};
 
 static SYNAPSE_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
 static ADMIN_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
 static OTHER_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
 static BOTH_PW: LazyLock<String> = LazyLock::new(|| per_run("s3cret-", 12));
-
-/// A credential made for this run: `prefix` and random hex from /dev/urandom.
-fn per_run(prefix: &str, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut buf).unwrap();
-    format!(
-        "{prefix}{}",
-        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -44,12 +35,7 @@ impl Scratch {
         path
     }
     fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        testkit::listing(self.dir.path())
     }
     /// Good options: the inventory's small scale, files in the scratch directory, owned by the
     /// current user and group (root in CI, anyone when run by hand).
@@ -73,18 +59,8 @@ impl Scratch {
 }
 
 fn run(args_file: &Path, flags: &[&str]) -> (Value, bool) {
-    let out = Command::cargo_bin("pgbouncer_tune")
-        .unwrap()
-        .args(flags)
-        .arg(args_file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "one line on stdout: {stdout}");
-    (
-        serde_json::from_str(&stdout).expect("one JSON object"),
-        out.status.success(),
-    )
+    let ran = testkit::run("pgbouncer_tune", args_file, flags);
+    (ran.value, ran.ok)
 }
 
 fn with(mut base: Value, key: &str, value: Value) -> Value {

@@ -1,0 +1,73 @@
+//! Test support for the module crates: running a module binary as Ansible does and reading its
+//! one JSON result, listing a scratch directory, and making credentials for one run.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A finished module process.
+pub struct Ran {
+    /// The one JSON object it printed on stdout.
+    pub value: Value,
+    /// Whether it exited 0.
+    pub ok: bool,
+    pub stderr: String,
+}
+
+/// Reads a module process's output, asserting it printed exactly one JSON line on stdout.
+pub fn result(out: Output) -> Ran {
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one line on stdout: {stdout} / stderr: {stderr}"
+    );
+    let value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
+    Ran {
+        value,
+        ok: out.status.success(),
+        stderr,
+    }
+}
+
+/// Runs the module binary `name` (built by the calling crate) with `flags` and `args_file`.
+pub fn run(name: &str, args_file: &Path, flags: &[&str]) -> Ran {
+    let out = Command::new(assert_cmd::cargo::cargo_bin(name))
+        .args(flags)
+        .arg(args_file)
+        .output()
+        .expect("the module binary runs");
+    result(out)
+}
+
+/// The names in `dir`, sorted: to prove no temporary or backup file was left.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("a readable directory")
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A credential made for this run: `prefix` and `bytes` random bytes from /dev/urandom, in hex.
+pub fn per_run(prefix: &str, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::io::Read::read_exact(
+        &mut fs::File::open("/dev/urandom").expect("/dev/urandom"),
+        &mut buf,
+    )
+    .expect("random bytes");
+    format!(
+        "{prefix}{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
