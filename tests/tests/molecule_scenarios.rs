@@ -123,3 +123,38 @@ fn hosts_scenario_names_resolve_between_containers() {
         "/etc/hosts was written in place through Docker's bind mount"
     );
 }
+
+#[test]
+fn minio_scenario_lays_out_one_pool_on_four_containers() {
+    assert!(root().join("molecule/minio/molecule.yml").exists());
+    let output = plain(&molecule_test("minio"));
+    for step in ["converge", "idempotence", "check", "verify"] {
+        assert!(
+            output
+                .lines()
+                .any(|l| is_step(l, step, "Executed: Successful")),
+            "{step} did not run:\n{output}"
+        );
+    }
+    // A fresh node: the host map, the group, the user, the drive directory, the env file, the unit.
+    let converge = recap_of(&output, "converge");
+    assert_eq!(converge.len(), 4, "{converge:?}");
+    assert!(
+        converge.iter().all(|l| l.contains("changed=6")),
+        "{converge:?}"
+    );
+    let check = recap_of(&output, "check");
+    assert_eq!(check.len(), 4, "{check:?}");
+    assert!(
+        check.iter().all(|l| l.contains("changed=0")),
+        "check mode on converged hosts: {check:?}"
+    );
+    assert!(
+        output.contains("MINIO_VOLUMES=http://minio-{1...4}.chat.z3r0d3v.com:9000/mnt/disk1/minio"),
+        "the role shows the one pool of the four nodes"
+    );
+    assert!(
+        output.contains("The MinIO binary was not given"),
+        "the role says why the service is not started"
+    );
+}
