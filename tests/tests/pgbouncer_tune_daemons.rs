@@ -295,3 +295,74 @@ fn auth_query_through_the_lookup_function() {
         Some("SELECT usename, passwd FROM pgbouncer.get_auth($1)")
     );
 }
+
+/// Debian's package starts PgBouncer with its own configuration on installation: the console is
+/// not where the new file says. The module loads the file by SIGHUP, says to restart, and keeps
+/// reporting a change until PgBouncer listens as configured.
+#[test]
+fn a_pgbouncer_listening_elsewhere_is_reloaded_by_sighup_until_restarted() {
+    let server = Postgres::start(60);
+    let synapse_pw = pg::password();
+    let admin_pw = pg::password();
+    server.create_role_and_db("synapse", &synapse_pw, "synapse");
+    let stored = server.stored_verifier("synapse");
+    let dir = server.dir.path();
+    let ini = dir.join("pgbouncer.ini");
+    let old_port = pg::free_port();
+    let new_port = (0..20)
+        .map(|_| pg::free_port())
+        .find(|p| *p != old_port)
+        .unwrap();
+    let args = |port: u16| {
+        json!({
+            "path": ini,
+            "auth_file": dir.join("userlist.txt"),
+            "app_processes": 2,
+            "app_pool_max": 2,
+            "reserved_connections": 5,
+            "max_connections": 60,
+            "listen_addr": ["127.0.0.1"],
+            "listen_port": port,
+            "unix_socket_dir": dir,
+            "pidfile": dir.join("pgbouncer.pid"),
+            "databases": [{"name": "synapse", "host": "127.0.0.1", "port": server.port, "users": ["synapse"]}],
+            "auth_users": [{"name": "synapse", "verifier": stored}],
+            "admin_password": admin_pw,
+            "pgbouncer_binary": "/usr/sbin/pgbouncer",
+        })
+    };
+    let (first, ok) = run_module(dir, &args(old_port));
+    assert!(ok, "{first}");
+    let bouncer = PgBouncer::start(&ini, old_port);
+
+    let (moved, ok) = run_module(dir, &args(new_port));
+    assert!(ok, "{moved}\n{}", bouncer.log());
+    assert_eq!(moved["changed"], json!(true));
+    assert_eq!(moved["reloaded"], json!("sighup"), "{moved}");
+    assert!(
+        moved["warnings"].to_string().contains("restart PgBouncer"),
+        "{moved}"
+    );
+    let (again, ok) = run_module(dir, &args(new_port));
+    assert!(ok, "{again}");
+    assert_eq!(again["changed"], json!(true), "{again}");
+    assert!(
+        again["msg"]
+            .as_str()
+            .unwrap()
+            .contains("admin console does not answer"),
+        "{again}"
+    );
+    // Nothing in the files changed on the second run; the process is what is stale.
+    assert_eq!(again["reloaded"], json!("sighup"), "{again}");
+
+    drop(bouncer);
+    let bouncer = PgBouncer::start(&ini, new_port);
+    let (settled, ok) = run_module(dir, &args(new_port));
+    assert!(ok, "{settled}\n{}", bouncer.log());
+    assert_eq!(settled["changed"], json!(false), "{settled}");
+    assert_eq!(
+        settled["verified"]["listen_port"],
+        json!(new_port.to_string())
+    );
+}

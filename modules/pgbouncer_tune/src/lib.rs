@@ -188,7 +188,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          O(admin_password) in the auth file; the module uses it for C(RELOAD) and C(SHOW CONFIG).",
         "Apply: after a change, when PgBouncer runs (the pid in O(pidfile) is alive, or the \
          admin console answers) and O(reload=true): C(RELOAD) on the admin console (simple \
-         query protocol) when O(admin_password) is given, else SIGHUP to the pid in O(pidfile). \
+         query protocol) when O(admin_password) is given, else SIGHUP to the pid in O(pidfile); \
+         also SIGHUP, with a warning to restart, when the pid is alive but its console does not \
+         answer at the address and as the user the new file gives (a PgBouncer started with \
+         another configuration). \
          Then C(SHOW CONFIG) must show every changeable value of the file; the result lists \
          what was verified, and the run fails when a value did not apply. Settings PgBouncer \
          cannot change by reload (listen address and port, socket dir, pidfile, so_reuseport, \
@@ -1066,17 +1069,27 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     let expected = ini::pgbouncer_settings(&config);
     let mut stale = false;
     if !changed && a.reload && a.admin_password.is_some() && pid.is_some() {
-        if let Ok(cfg) = live::console_config(&console, false) {
-            let (verified, wrong, restart) = compare(&cfg, &expected);
-            restart.into_iter().for_each(|w| ctx.warn(w));
-            if wrong.is_empty() {
-                outcome = outcome.with("verified", Value::Object(verified));
-            } else {
+        match live::console_config(&console, false) {
+            Ok(cfg) => {
+                let (verified, wrong, restart) = compare(&cfg, &expected);
+                restart.into_iter().for_each(|w| ctx.warn(w));
+                if wrong.is_empty() {
+                    outcome = outcome.with("verified", Value::Object(verified));
+                } else {
+                    stale = true;
+                    outcome.changed = true;
+                    outcome.msg = format!(
+                        "PgBouncer runs with values its file no longer has ({}): reload",
+                        wrong.join(", ")
+                    );
+                }
+            }
+            Err(e) => {
                 stale = true;
                 outcome.changed = true;
                 outcome.msg = format!(
-                    "PgBouncer runs with values its file no longer has ({}): reload",
-                    wrong.join(", ")
+                    "PgBouncer runs but its admin console does not answer as its file says ({e}): \
+                     it was started with another configuration; reload"
                 );
             }
         }
@@ -1113,33 +1126,45 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     }
 
     // Reload and verify.
-    let shown_config = if a.admin_password.is_some() {
-        match live::console_config(&console, true) {
-            Ok(cfg) => {
-                outcome = outcome.with("reloaded", "console");
-                Some(cfg)
-            }
-            Err(e) if pid.is_some() => {
-                return Err(Failure::new(format!(
-                    "PgBouncer runs (pid in '{}') but RELOAD failed: {e}",
-                    a.pidfile.clone().unwrap_or_default()
-                )))
-            }
-            Err(_) => {
-                ctx.warn("PgBouncer does not run (no admin console answered): the new configuration applies when it starts");
-                None
-            }
+    let console_reload = a
+        .admin_password
+        .as_ref()
+        .map(|_| live::console_config(&console, true));
+    let shown_config = match (console_reload, pid) {
+        (Some(Ok(cfg)), _) => {
+            outcome = outcome.with("reloaded", "console");
+            Some(cfg)
         }
-    } else if let Some(pid) = pid {
-        live::sighup(pid).map_err(|e| {
-            Failure::new(format!("cannot send SIGHUP to PgBouncer (pid {pid}): {e}"))
-        })?;
-        ctx.warn("reloaded by SIGHUP: without 'admin_password' the new values cannot be checked with SHOW CONFIG");
-        outcome = outcome.with("reloaded", "sighup");
-        None
-    } else {
-        ctx.warn("PgBouncer does not run (no live pid in 'pidfile', no admin_password): the new configuration applies when it starts");
-        None
+        // A running PgBouncer whose console does not answer as the new file says: it still
+        // listens where its old configuration said, or does not know the admin user yet.
+        // SIGHUP loads the file; the listen settings need a restart.
+        (Some(Err(e)), Some(pid)) => {
+            live::sighup(pid).map_err(|e| {
+                Failure::new(format!("cannot send SIGHUP to PgBouncer (pid {pid}): {e}"))
+            })?;
+            ctx.warn(format!(
+                "the admin console did not answer as the new file says ({e}): reloaded by SIGHUP, \
+                 unchecked; restart PgBouncer so that it listens as configured"
+            ));
+            outcome = outcome.with("reloaded", "sighup");
+            None
+        }
+        (Some(Err(_)), None) => {
+            ctx.warn("PgBouncer does not run (no admin console answered): the new configuration applies when it starts");
+            None
+        }
+        (None, Some(pid)) => {
+            live::sighup(pid).map_err(|e| {
+                Failure::new(format!("cannot send SIGHUP to PgBouncer (pid {pid}): {e}"))
+            })?;
+            ctx.warn("reloaded by SIGHUP: without 'admin_password' the new values cannot be checked with SHOW CONFIG");
+            outcome = outcome.with("reloaded", "sighup");
+            None
+        }
+        (None, None) => {
+            ctx.warn("PgBouncer does not run (no live pid in 'pidfile', no admin_password): the new configuration applies when it starts");
+            None
+        }
     };
     if let Some(cfg) = shown_config {
         let (verified, wrong, restart) = compare(&cfg, &expected);
