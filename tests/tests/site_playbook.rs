@@ -5,7 +5,7 @@
 //! The MDAD part runs when MATRIX_HA_MDAD_DIR names a checkout with its galaxy roles installed
 //! (`roles/galaxy/`), or when `mdad/` next to `playbooks/` is one; otherwise it says it was skipped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use matrix_ha_tests::{root, Ansible};
 
@@ -19,7 +19,7 @@ fn plays(listing: &str) -> Vec<String> {
         .collect()
 }
 
-fn list_tasks(mdad: &PathBuf) -> String {
+fn list_tasks(mdad: &Path) -> String {
     let ansible = Ansible::new();
     let run = |check: &str| {
         let out = ansible
