@@ -248,7 +248,9 @@ impl Cluster {
                            "wal_keep_size": "64MB"},
             "cluster_size": self.members.len(),
             "wait_timeout": 180,
-            "users": [{"name": "synapse", "password": self.synapse_password}],
+            "users": [{"name": "synapse", "password": self.synapse_password,
+                       "settings": {"default_transaction_isolation": "repeatable read",
+                                    "statement_timeout": "10min"}}],
             "databases": [{"name": "synapse", "owner": "synapse"}],
             "pgbouncer_auth_password": self.pgbouncer_password,
         });

@@ -171,7 +171,7 @@ fn minio_scenario_lays_out_one_pool_on_four_containers() {
 }
 
 #[test]
-fn database_scenario_reaches_the_primary_through_the_vip() {
+fn database_scenario_reaches_the_primary_through_the_vip_and_survives_the_ha_drill() {
     assert!(root().join("molecule/database/molecule.yml").exists());
     let output = plain(&molecule_test("database"));
     for step in ["prepare", "converge", "idempotence", "check", "verify"] {
@@ -202,4 +202,32 @@ fn database_scenario_reaches_the_primary_through_the_vip() {
         output.contains("matrix-docker-ansible-deploy was not found"),
         "site.yml says how to add MDAD"
     );
+    // The HA drill (side_effect.yml) ran its bounded steps and asserted them; its figures.
+    assert!(
+        output
+            .lines()
+            .any(|l| is_step(l, "side_effect", "Executed: Successful")),
+        "the HA drill did not run:\n{output}"
+    );
+    let drill = output
+        .lines()
+        .find_map(|l| l.split_once("\"msg\": \"HA drill: ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no HA drill figures:\n{output}"));
+    eprintln!("HA drill: {}", drill.trim_end_matches('"'));
+    assert!(drill.contains(", rows lost 0;"), "{drill}");
+    // After the drill: converge (Docker rewrote the restarted container's /etc/hosts), then an
+    // idempotent run and verify again.
+    let after = output
+        .lines()
+        .skip_while(|l| !is_step(l, "side_effect", "Executed"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for step in ["converge", "idempotence", "verify"] {
+        assert!(
+            after
+                .lines()
+                .any(|l| is_step(l, step, "Executed: Successful")),
+            "{step} after the drill did not run:\n{after}"
+        );
+    }
 }

@@ -54,6 +54,34 @@ pub struct Database {
 pub struct User {
     pub name: String,
     pub password: String,
+    /// Session defaults of the role (`ALTER ROLE name SET key = 'value'`).
+    #[serde(default)]
+    pub settings: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// A role setting's value as PostgreSQL takes it: text as it is, numbers, booleans as on/off;
+/// None for other JSON (lists, maps, null).
+pub fn setting_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(t) => Some(t.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(if *b { "on" } else { "off" }.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether `key` is a PostgreSQL parameter name (`name` or `extension.name`).
+pub fn is_setting_name(key: &str) -> bool {
+    let part = |p: &str| {
+        let mut chars = p.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut parts = key.split('.');
+    let ok = parts.next().is_some_and(part);
+    ok && parts.clone().count() <= 1 && parts.all(part) && key.len() <= 63
 }
 
 /// Everything the file is made of, before validation (the module's options of the same names).
@@ -544,6 +572,31 @@ impl Settings {
         for (i, u) in self.users.iter().enumerate() {
             check_identifier(&mut e, &format!("users[{i}].name"), &u.name);
             check_password(&mut e, &format!("users[{i}].password"), &u.password);
+            for (key, value) in u.settings.iter().flatten() {
+                if !is_setting_name(key) {
+                    err(
+                        &mut e,
+                        &format!("users[{i}].settings"),
+                        format!(
+                            "key \"{key}\" is not a PostgreSQL parameter name (lower-case \
+                             letters, digits and '_', optionally one 'extension.' prefix)"
+                        ),
+                    );
+                }
+                match setting_text(value) {
+                    None => err(
+                        &mut e,
+                        &format!("users[{i}].settings.{key}"),
+                        format!("value {value} is not text, a number or a boolean"),
+                    ),
+                    Some(text) if text.contains('\0') => err(
+                        &mut e,
+                        &format!("users[{i}].settings.{key}"),
+                        "the value holds a NUL character".to_string(),
+                    ),
+                    Some(_) => {}
+                }
+            }
             let reserved = [
                 &self.superuser_username,
                 &self.replication_username,
@@ -832,6 +885,7 @@ mod tests {
             users: vec![User {
                 name: "synapse".into(),
                 password: "synapse-password-1".into(),
+                settings: Default::default(),
             }],
             pgbouncer_auth_user: "pgbouncer".into(),
             pgbouncer_auth_password: Some("bouncer-password-1".into()),
@@ -985,5 +1039,30 @@ mod tests {
         let m = messages(s);
         assert!(m.contains("option 'parameters.port'"), "{m}");
         assert!(m.contains("option 'parameters.work_mem'"), "{m}");
+    }
+
+    #[test]
+    fn role_setting_names() {
+        for ok in [
+            "statement_timeout",
+            "default_transaction_isolation",
+            "auto_explain.log_min_duration",
+            "_x1",
+        ] {
+            assert!(is_setting_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Statement_timeout",
+            "a b",
+            "a;b",
+            "a.b.c",
+            "1abc",
+            "x'--",
+            ".a",
+            "a.",
+        ] {
+            assert!(!is_setting_name(bad), "{bad}");
+        }
     }
 }

@@ -161,6 +161,7 @@ async fn ensure_role(
                     .await
                     .map_err(db_error("creating a role"))?;
             }
+            ensure_settings(client, user, check, report).await?;
         }
         Some(row) => {
             let can_login: bool = row.get(0);
@@ -175,6 +176,7 @@ async fn ensure_role(
                         .map_err(db_error("altering a role"))?;
                 }
             }
+            ensure_settings(client, user, check, report).await?;
             if !(can_login && password_works(t, user).await?) {
                 report
                     .actions
@@ -187,6 +189,53 @@ async fn ensure_role(
                         .map_err(db_error("setting a password"))?;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// The role's session defaults: every listed key set to its value (as `key=value` in
+/// `pg_db_role_setting`, for all databases); other settings of the role are left alone.
+async fn ensure_settings(
+    client: &Client,
+    user: &User,
+    check: bool,
+    report: &mut Report,
+) -> Result<(), String> {
+    let Some(settings) = user.settings.as_ref().filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let current: Vec<String> = client
+        .query(
+            "SELECT unnest(s.setconfig) FROM pg_catalog.pg_db_role_setting s \
+             JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+             WHERE r.rolname = $1 AND s.setdatabase = 0",
+            &[&user.name],
+        )
+        .await
+        .map_err(db_error("reading pg_db_role_setting"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let role = quote_ident(&user.name);
+    for (key, value) in settings {
+        let value = crate::config::setting_text(value).unwrap_or_default();
+        if current.contains(&format!("{key}={value}")) {
+            continue;
+        }
+        report
+            .actions
+            .push(format!("set {key} of role {} to '{value}'", user.name));
+        if !check {
+            // The key is checked to be a parameter name; the value is a quoted literal.
+            let sql = format!(
+                "ALTER ROLE {role} SET {key} = '{}'",
+                value.replace('\'', "''")
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(db_error("setting a role default"))?;
         }
     }
     Ok(())

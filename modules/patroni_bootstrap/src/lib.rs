@@ -54,7 +54,7 @@ static DATABASE_OPTIONS: [OptionSpec; 3] = [
         ]),
 ];
 
-static USER_OPTIONS: [OptionSpec; 2] = [
+static USER_OPTIONS: [OptionSpec; 3] = [
     OptionSpec::new("name", Kind::Str)
         .required()
         .doc(&["Role name (lower-case letters, digits, '_')."]),
@@ -62,6 +62,14 @@ static USER_OPTIONS: [OptionSpec; 2] = [
         .required()
         .no_log()
         .doc(&["Password, at least 8 characters; stored as a SCRAM-SHA-256 verifier."]),
+    OptionSpec::new("settings", Kind::Dict).doc(&[
+        "The role's session defaults (C(ALTER ROLE name SET key = 'value'), read back from \
+         C(pg_db_role_setting), so a re-run changes nothing). Listed keys are ensured, other \
+         settings of the role are left alone. For Synapse behind PgBouncer in transaction \
+         pooling, the settings Synapse makes per session (C(pgbouncer_tune)'s RV(role_settings)): \
+         C(default_transaction_isolation: repeatable read), C(bytea_output: escape), \
+         C(statement_timeout: 10min), C(idle_in_transaction_session_timeout: 30min).",
+    ]),
 ];
 
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -645,6 +653,7 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
                     .map(|p| User {
                         name: args.settings.pgbouncer_auth_user.clone(),
                         password: p.clone(),
+                        settings: Default::default(),
                     }),
             };
             let report = db::ensure(&target, &desired, ctx.check_mode).map_err(|e| {

@@ -178,6 +178,8 @@ fn bad_inputs(c: &Path) -> Vec<(&'static str, Value, &'static str)> {
         ("upper-case role", with(c, "users", json!([{"name": "Synapse", "password": &*SYNAPSE}])), "option 'users[0].name': value \"Synapse\" is not a plain PostgreSQL name"),
         ("system database", with(c, "databases", json!([{"name": "postgres", "owner": "postgres"}])), "option 'databases[0].name': value \"postgres\" is a system database"),
         ("user named like the superuser", with(c, "users", json!([{"name": "postgres", "password": &*SYNAPSE}])), "option 'users[0].name': value \"postgres\" is the superuser"),
+        ("role setting that is not a parameter name", with(c, "users", json!([{"name": "synapse", "password": &*SYNAPSE, "settings": {"statement_timeout = 0; DROP TABLE x; --": "1"}}])), "option 'users[0].settings': key \"statement_timeout = 0; DROP TABLE x; --\" is not a PostgreSQL parameter name"),
+        ("role setting with a list value", with(c, "users", json!([{"name": "synapse", "password": &*SYNAPSE, "settings": {"search_path": ["a", "b"]}}])), "option 'users[0].settings.search_path': value [\"a\",\"b\"] is not text, a number or a boolean"),
         ("replication role is superuser", with(c, "replication_username", json!("postgres")), "option 'replication_username': value \"postgres\" is the superuser's name"),
         ("ttl as text", with(c, "ttl", json!("thirty")), "option 'ttl': value \"thirty\" is not a valid int"),
         ("cluster_size 0", with(c, "cluster_size", json!(0)), "option 'cluster_size': value 0 is outside the range 1 to 15"),

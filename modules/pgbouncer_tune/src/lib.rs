@@ -222,7 +222,8 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          connection that ran them. The module therefore returns RV(role_settings): the \
          statements that make them role defaults (ALTER ROLE synapse SET ..., including \
          default_transaction_isolation = 'repeatable read' as a safety net) for \
-         patroni_bootstrap or an operator to run on the primary. psycopg2 sends no startup \
+         patroni_bootstrap (its C(users[].settings), which the patroni role sets) or an \
+         operator to apply on the primary. psycopg2 sends no startup \
          parameter PgBouncer refuses; O(ignore_startup_parameters) is there for C(options) or \
          C(extra_float_digits) from other clients.",
     ],
