@@ -366,3 +366,71 @@ fn a_pgbouncer_listening_elsewhere_is_reloaded_by_sighup_until_restarted() {
         json!(new_port.to_string())
     );
 }
+
+/// Several PgBouncer processes on one port (so_reuseport), each with its own pidfile and socket
+/// directory, from one module run each: both run, and logins through the shared port work.
+#[test]
+fn two_processes_share_the_port_with_so_reuseport() {
+    let server = Postgres::start(60);
+    let synapse_pw = pg::password();
+    let admin_pw = pg::password();
+    server.create_role_and_db("synapse", &synapse_pw, "synapse");
+    let stored = server.stored_verifier("synapse");
+    let port = pg::free_port();
+    let (uid, gid) = pg::postgres_ids();
+    let mut bouncers = Vec::new();
+    for name in ["first", "second"] {
+        let dir = server.dir.path().join(name);
+        fs::create_dir(&dir).unwrap();
+        nix::unistd::chown(
+            &dir,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .unwrap();
+        let ini = dir.join("pgbouncer.ini");
+        let args = json!({
+            "path": ini,
+            "auth_file": dir.join("userlist.txt"),
+            "app_processes": 2,
+            "app_pool_max": 2,
+            "reserved_connections": 5,
+            "max_connections": 60,
+            "listen_addr": ["127.0.0.1"],
+            "listen_port": port,
+            "so_reuseport": true,
+            "unix_socket_dir": dir,
+            "pidfile": dir.join("pgbouncer.pid"),
+            "databases": [{"name": "synapse", "host": "127.0.0.1", "port": server.port, "users": ["synapse"]}],
+            "auth_users": [{"name": "synapse", "verifier": stored}],
+            "admin_password": admin_pw,
+            "pgbouncer_binary": "/usr/sbin/pgbouncer",
+        });
+        let (v, ok) = run_module(&dir, &args);
+        assert!(ok, "{v}");
+        assert!(fs::read_to_string(&ini)
+            .unwrap()
+            .contains("so_reuseport = 1"));
+        let bouncer = PgBouncer::start(&ini, port);
+        bouncers.push((dir, bouncer));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for (dir, bouncer) in &bouncers {
+        assert!(
+            dir.join(format!(".s.PGSQL.{port}")).exists() && dir.join("pgbouncer.pid").exists(),
+            "each process has its own socket and pidfile: {}",
+            bouncer.log()
+        );
+    }
+    for _ in 0..8 {
+        let rows = pg::query(
+            port,
+            "synapse",
+            &synapse_pw,
+            "synapse",
+            "SELECT current_user AS u",
+        )
+        .unwrap_or_else(|e| panic!("login through the shared port: {e}"));
+        assert_eq!(rows[0][0].1, "synapse");
+    }
+}
