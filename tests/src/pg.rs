@@ -41,6 +41,34 @@ pub fn postgres_ids() -> (u32, u32) {
     (user.uid.as_raw(), user.gid.as_raw())
 }
 
+/// pgbouncer_tune arguments for one PgBouncer process in `dir` (its ini, auth file, socket and
+/// pidfile there), listening on 127.0.0.1:`port`, pooling Synapse's database on the PostgreSQL
+/// at 127.0.0.1:`server_port` with the server's own SCRAM `verifier` (PgBouncer passes SCRAM
+/// through with it) and an admin console password.
+pub fn synapse_bouncer_args(
+    dir: &Path,
+    port: u16,
+    server_port: u16,
+    verifier: &str,
+    admin_password: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "path": dir.join("pgbouncer.ini"),
+        "auth_file": dir.join("userlist.txt"),
+        "app_processes": 2,
+        "app_pool_max": 2,
+        "reserved_connections": 5,
+        "max_connections": 60,
+        "listen_addr": ["127.0.0.1"],
+        "listen_port": port,
+        "unix_socket_dir": dir,
+        "pidfile": dir.join("pgbouncer.pid"),
+        "databases": [{"name": "synapse", "host": "127.0.0.1", "port": server_port, "users": ["synapse"]}],
+        "auth_users": [{"name": "synapse", "verifier": verifier}],
+        "admin_password": admin_password,
+    })
+}
+
 /// A free TCP port on 127.0.0.1 (bound to port 0, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -88,7 +116,8 @@ fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// Stops `child` with `signal`, waits up to 10 s, then SIGKILL.
-fn stop(child: &mut Child, signal: nix::sys::signal::Signal) {
+/// Sends `signal` to `child` and waits (10 s at most) for it to exit, then kills it.
+pub fn stop(child: &mut Child, signal: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, signal);
     let start = Instant::now();

@@ -105,11 +105,9 @@ fn recap_of(output: &str, step: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn hosts_scenario_names_resolve_between_containers() {
-    assert!(root().join("molecule/hosts/molecule.yml").exists());
-    let output = plain(&molecule_test("hosts"));
-    for step in ["converge", "idempotence", "check", "verify"] {
+/// Asserts every step in `steps` ran successfully in `output`.
+fn assert_steps_succeeded(output: &str, steps: &[&str]) {
+    for step in steps {
         assert!(
             output
                 .lines()
@@ -117,18 +115,30 @@ fn hosts_scenario_names_resolve_between_containers() {
             "{step} did not run:\n{output}"
         );
     }
+}
+
+/// Asserts the check step's recap has `hosts` lines, all with changed=0.
+fn assert_check_quiet(output: &str, hosts: usize) {
+    let check = recap_of(output, "check");
+    assert_eq!(check.len(), hosts, "{check:?}");
+    assert!(
+        check.iter().all(|l| l.contains("changed=0")),
+        "check mode on converged hosts: {check:?}"
+    );
+}
+
+#[test]
+fn hosts_scenario_names_resolve_between_containers() {
+    assert!(root().join("molecule/hosts/molecule.yml").exists());
+    let output = plain(&molecule_test("hosts"));
+    assert_steps_succeeded(&output, &["converge", "idempotence", "check", "verify"]);
     let converge = recap_of(&output, "converge");
     assert_eq!(converge.len(), 3, "{converge:?}");
     assert!(
         converge.iter().all(|l| l.contains("changed=1")),
         "{converge:?}"
     );
-    let check = recap_of(&output, "check");
-    assert_eq!(check.len(), 3, "{check:?}");
-    assert!(
-        check.iter().all(|l| l.contains("changed=0")),
-        "check mode on converged hosts: {check:?}"
-    );
+    assert_check_quiet(&output, 3);
     assert!(
         output.contains("is a mount point"),
         "/etc/hosts was written in place through Docker's bind mount"
@@ -139,14 +149,7 @@ fn hosts_scenario_names_resolve_between_containers() {
 fn minio_scenario_lays_out_one_pool_on_four_containers() {
     assert!(root().join("molecule/minio/molecule.yml").exists());
     let output = plain(&molecule_test("minio"));
-    for step in ["converge", "idempotence", "check", "verify"] {
-        assert!(
-            output
-                .lines()
-                .any(|l| is_step(l, step, "Executed: Successful")),
-            "{step} did not run:\n{output}"
-        );
-    }
+    assert_steps_succeeded(&output, &["converge", "idempotence", "check", "verify"]);
     // A fresh node: the host map, the group, the user, the drive directory, the env file, the unit.
     let converge = recap_of(&output, "converge");
     assert_eq!(converge.len(), 4, "{converge:?}");
@@ -154,12 +157,7 @@ fn minio_scenario_lays_out_one_pool_on_four_containers() {
         converge.iter().all(|l| l.contains("changed=6")),
         "{converge:?}"
     );
-    let check = recap_of(&output, "check");
-    assert_eq!(check.len(), 4, "{check:?}");
-    assert!(
-        check.iter().all(|l| l.contains("changed=0")),
-        "check mode on converged hosts: {check:?}"
-    );
+    assert_check_quiet(&output, 4);
     assert!(
         output.contains("MINIO_VOLUMES=http://minio-{1...4}.chat.z3r0d3v.com:9000/mnt/disk1/minio"),
         "the role shows the one pool of the four nodes"
@@ -174,14 +172,17 @@ fn minio_scenario_lays_out_one_pool_on_four_containers() {
 fn database_scenario_reaches_the_primary_through_the_vip_and_survives_the_ha_drill() {
     assert!(root().join("molecule/database/molecule.yml").exists());
     let output = plain(&molecule_test("database"));
-    for step in ["prepare", "converge", "idempotence", "check", "verify"] {
-        assert!(
-            output
-                .lines()
-                .any(|l| is_step(l, step, "Executed: Successful")),
-            "{step} did not run:\n{output}"
-        );
-    }
+    assert_steps_succeeded(
+        &output,
+        &[
+            "prepare",
+            "converge",
+            "idempotence",
+            "check",
+            "verify",
+            "side_effect",
+        ],
+    );
     // Six containers and the controller (the MDAD play says MDAD is missing).
     let converge = recap_of(&output, "converge");
     assert_eq!(converge.len(), 7, "{converge:?}");
@@ -192,23 +193,12 @@ fn database_scenario_reaches_the_primary_through_the_vip_and_survives_the_ha_dri
             .all(|l| !l.contains("changed=0") && l.contains("failed=0")),
         "{converge:?}"
     );
-    let check = recap_of(&output, "check");
-    assert_eq!(check.len(), 7, "{check:?}");
-    assert!(
-        check.iter().all(|l| l.contains("changed=0")),
-        "check mode on converged hosts: {check:?}"
-    );
+    assert_check_quiet(&output, 7);
     assert!(
         output.contains("matrix-docker-ansible-deploy was not found"),
         "site.yml says how to add MDAD"
     );
     // The HA drill (side_effect.yml) ran its bounded steps and asserted them; its figures.
-    assert!(
-        output
-            .lines()
-            .any(|l| is_step(l, "side_effect", "Executed: Successful")),
-        "the HA drill did not run:\n{output}"
-    );
     let drill = output
         .lines()
         .find_map(|l| l.split_once("\"msg\": \"HA drill: ").map(|(_, rest)| rest))
@@ -222,12 +212,5 @@ fn database_scenario_reaches_the_primary_through_the_vip_and_survives_the_ha_dri
         .skip_while(|l| !is_step(l, "side_effect", "Executed"))
         .collect::<Vec<_>>()
         .join("\n");
-    for step in ["converge", "idempotence", "verify"] {
-        assert!(
-            after
-                .lines()
-                .any(|l| is_step(l, step, "Executed: Successful")),
-            "{step} after the drill did not run:\n{after}"
-        );
-    }
+    assert_steps_succeeded(&after, &["converge", "idempotence", "verify"]);
 }

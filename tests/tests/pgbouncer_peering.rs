@@ -80,17 +80,7 @@ impl Bouncer {
 
 impl Drop for Bouncer {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        pg::stop(&mut self.child, nix::sys::signal::Signal::SIGINT);
     }
 }
 
@@ -113,22 +103,8 @@ impl Group {
             Some(nix::unistd::Gid::from_raw(self.ids.1)),
         )
         .unwrap();
-        let mut args = json!({
-            "path": inside.join("pgbouncer.ini"),
-            "auth_file": inside.join("userlist.txt"),
-            "app_processes": 4,
-            "app_pool_max": 2,
-            "reserved_connections": 5,
-            "max_connections": 60,
-            "listen_addr": ["127.0.0.1"],
-            "listen_port": self.port,
-            "so_reuseport": true,
-            "unix_socket_dir": inside,
-            "pidfile": inside.join("pgbouncer.pid"),
-            "databases": [{"name": "synapse", "host": "127.0.0.1", "port": server.port, "users": ["synapse"]}],
-            "auth_users": [{"name": "synapse", "verifier": verifier}],
-            "admin_password": admin,
-        });
+        let mut args = pg::synapse_bouncer_args(&inside, self.port, server.port, verifier, admin);
+        args["so_reuseport"] = json!(true);
         if peering {
             args["peer_id"] = json!(n);
             args["peers"] = json!([1, 2].map(|id| json!({

@@ -314,22 +314,9 @@ fn a_pgbouncer_listening_elsewhere_is_reloaded_by_sighup_until_restarted() {
         .find(|p| *p != old_port)
         .unwrap();
     let args = |port: u16| {
-        json!({
-            "path": ini,
-            "auth_file": dir.join("userlist.txt"),
-            "app_processes": 2,
-            "app_pool_max": 2,
-            "reserved_connections": 5,
-            "max_connections": 60,
-            "listen_addr": ["127.0.0.1"],
-            "listen_port": port,
-            "unix_socket_dir": dir,
-            "pidfile": dir.join("pgbouncer.pid"),
-            "databases": [{"name": "synapse", "host": "127.0.0.1", "port": server.port, "users": ["synapse"]}],
-            "auth_users": [{"name": "synapse", "verifier": stored}],
-            "admin_password": admin_pw,
-            "pgbouncer_binary": "/usr/sbin/pgbouncer",
-        })
+        let mut a = pg::synapse_bouncer_args(dir, port, server.port, &stored, &admin_pw);
+        a["pgbouncer_binary"] = json!("/usr/sbin/pgbouncer");
+        a
     };
     let (first, ok) = run_module(dir, &args(old_port));
     assert!(ok, "{first}");
@@ -389,23 +376,9 @@ fn two_processes_share_the_port_with_so_reuseport() {
         )
         .unwrap();
         let ini = dir.join("pgbouncer.ini");
-        let args = json!({
-            "path": ini,
-            "auth_file": dir.join("userlist.txt"),
-            "app_processes": 2,
-            "app_pool_max": 2,
-            "reserved_connections": 5,
-            "max_connections": 60,
-            "listen_addr": ["127.0.0.1"],
-            "listen_port": port,
-            "so_reuseport": true,
-            "unix_socket_dir": dir,
-            "pidfile": dir.join("pgbouncer.pid"),
-            "databases": [{"name": "synapse", "host": "127.0.0.1", "port": server.port, "users": ["synapse"]}],
-            "auth_users": [{"name": "synapse", "verifier": stored}],
-            "admin_password": admin_pw,
-            "pgbouncer_binary": "/usr/sbin/pgbouncer",
-        });
+        let mut args = pg::synapse_bouncer_args(&dir, port, server.port, &stored, &admin_pw);
+        args["so_reuseport"] = json!(true);
+        args["pgbouncer_binary"] = json!("/usr/sbin/pgbouncer");
         let (v, ok) = run_module(&dir, &args);
         assert!(ok, "{v}");
         assert!(fs::read_to_string(&ini)
