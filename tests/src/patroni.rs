@@ -249,7 +249,7 @@ impl Cluster {
             "cluster_size": self.members.len(),
             "wait_timeout": 180,
             "users": [{"name": "synapse", "password": self.synapse_password,
-                       "settings": {"default_transaction_isolation": "repeatable read",
+                       "settings": {"default_transaction_isolation": null,
                                     "statement_timeout": "10min"}}],
             "databases": [{"name": "synapse", "owner": "synapse"}],
             "pgbouncer_auth_password": self.pgbouncer_password,

@@ -57,7 +57,6 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
         "create role pgbouncer",
         "create database synapse",
         "create function pgbouncer.get_auth(text) in database synapse",
-        "set default_transaction_isolation of role synapse to 'repeatable read'",
         "set statement_timeout of role synapse to '10min'",
     ] {
         assert!(actions.contains(needle), "{needle} missing from {actions}");
@@ -142,7 +141,7 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
             "SELECT current_setting('transaction_isolation'), current_setting('statement_timeout')",
         )
         .expect("synapse logs in");
-    assert_eq!(defaults, vec![vec!["repeatable read", "10min"]]);
+    assert_eq!(defaults, vec![vec!["read committed", "10min"]]);
     let lookup = c
         .query(
             l,

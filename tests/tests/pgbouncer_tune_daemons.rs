@@ -181,7 +181,7 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
 
     // Synapse's session settings as role defaults hold in transaction pooling.
     for (setting, want) in [
-        ("transaction_isolation", "repeatable read"),
+        ("transaction_isolation", "read committed"),
         ("bytea_output", "escape"),
         ("statement_timeout", "10min"),
     ] {
@@ -194,6 +194,34 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
         )
         .unwrap();
         assert_eq!(rows[0][0].1, want, "{setting}");
+    }
+
+    // A session setting one client makes cannot reach the next client's queries: PgBouncer
+    // hands out the server connection used last, which ran the SET, and DISCARD ALL (run when
+    // it returns to the pool) has reset it to the role's default.
+    let ini_text = fs::read_to_string(&ini).unwrap();
+    assert!(
+        ini_text.contains("server_reset_query = DISCARD ALL\nserver_reset_query_always = 1\n"),
+        "{ini_text}"
+    );
+    for round in 0..5 {
+        pg::query(
+            port,
+            "synapse",
+            &synapse_pw,
+            "synapse",
+            "SET SESSION statement_timeout = 0",
+        )
+        .unwrap();
+        let rows = pg::query(
+            port,
+            "synapse",
+            &synapse_pw,
+            "synapse",
+            "SHOW statement_timeout",
+        )
+        .unwrap();
+        assert_eq!(rows[0][0].1, "10min", "round {round}: a SET leaked");
     }
 
     // A pool that cannot fit fails, names the fix and leaves the running config alone.

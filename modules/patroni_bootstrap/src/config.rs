@@ -584,6 +584,8 @@ impl Settings {
                     );
                 }
                 match setting_text(value) {
+                    // null: the setting is removed from the role (ALTER ROLE ... RESET).
+                    None if value.is_null() => {}
                     None => err(
                         &mut e,
                         &format!("users[{i}].settings.{key}"),

@@ -195,7 +195,8 @@ async fn ensure_role(
 }
 
 /// The role's session defaults: every listed key set to its value (as `key=value` in
-/// `pg_db_role_setting`, for all databases); other settings of the role are left alone.
+/// `pg_db_role_setting`, for all databases), a key whose value is null removed; other
+/// settings of the role are left alone.
 async fn ensure_settings(
     client: &Client,
     user: &User,
@@ -219,6 +220,22 @@ async fn ensure_settings(
         .collect();
     let role = quote_ident(&user.name);
     for (key, value) in settings {
+        if value.is_null() {
+            let prefix = format!("{key}=");
+            if current.iter().any(|c| c.starts_with(&prefix)) {
+                report
+                    .actions
+                    .push(format!("reset {key} of role {}", user.name));
+                if !check {
+                    // The key is checked to be a parameter name.
+                    client
+                        .batch_execute(&format!("ALTER ROLE {role} RESET {key}"))
+                        .await
+                        .map_err(db_error("resetting a role default"))?;
+                }
+            }
+            continue;
+        }
         let value = crate::config::setting_text(value).unwrap_or_default();
         if current.contains(&format!("{key}={value}")) {
             continue;

@@ -64,11 +64,14 @@ static USER_OPTIONS: [OptionSpec; 3] = [
         .doc(&["Password, at least 8 characters; stored as a SCRAM-SHA-256 verifier."]),
     OptionSpec::new("settings", Kind::Dict).doc(&[
         "The role's session defaults (C(ALTER ROLE name SET key = 'value'), read back from \
-         C(pg_db_role_setting), so a re-run changes nothing). Listed keys are ensured, other \
+         C(pg_db_role_setting), so a re-run changes nothing). Listed keys are ensured, a key \
+         whose value is null is removed from the role (C(ALTER ROLE name RESET key)), other \
          settings of the role are left alone. For Synapse behind PgBouncer in transaction \
          pooling, the settings Synapse makes per session (C(pgbouncer_tune)'s RV(role_settings)): \
-         C(default_transaction_isolation: repeatable read), C(bytea_output: escape), \
-         C(statement_timeout: 10min), C(idle_in_transaction_session_timeout: 30min).",
+         C(bytea_output: escape), C(statement_timeout: 10min), \
+         C(idle_in_transaction_session_timeout: 30min); no isolation level (Synapse sets \
+         REPEATABLE READ with each BEGIN and needs READ COMMITTED, the server default, for its \
+         autocommit statements).",
     ]),
 ];
 

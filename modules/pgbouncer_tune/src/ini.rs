@@ -58,6 +58,10 @@ pub struct Config {
     pub settings: Vec<(String, String)>,
 }
 
+/// What PgBouncer runs on a server connection before another client gets it: every session
+/// setting, prepared statement, temporary table and advisory lock of the last client goes.
+pub const SERVER_RESET_QUERY: &str = "DISCARD ALL";
+
 /// The `auth_query` PgBouncer runs for a user not in the auth file.
 pub fn auth_query(function: &str) -> String {
     format!("SELECT usename, passwd FROM {function}($1)")
@@ -92,6 +96,14 @@ pub fn pgbouncer_settings(c: &Config) -> Vec<(String, String)> {
         put("stats_users", c.stats_users.join(","));
     }
     put("pool_mode", c.pool_mode.clone());
+    // In transaction (and statement) pooling a client's session-level SET stays on the server
+    // connection it ran on and reaches the next client's queries (Synapse's index builds send
+    // `SET SESSION statement_timeout = 0` and the reset as separate autocommit statements).
+    // Resetting every server connection when it returns to the pool makes that impossible.
+    if c.pool_mode != "session" {
+        put("server_reset_query", SERVER_RESET_QUERY.into());
+        put("server_reset_query_always", "1".into());
+    }
     put("max_client_conn", c.sizing.max_client_conn.to_string());
     put("default_pool_size", c.sizing.default_pool_size.to_string());
     put("reserve_pool_size", c.sizing.reserve_pool_size.to_string());

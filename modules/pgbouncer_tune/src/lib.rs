@@ -220,10 +220,18 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          idle_in_transaction_session_timeout) (30 min) and, when configured, C(SET \
          synchronous_commit TO OFF); in transaction pooling these reach only the server \
          connection that ran them. The module therefore returns RV(role_settings): the \
-         statements that make them role defaults (ALTER ROLE synapse SET ..., including \
-         default_transaction_isolation = 'repeatable read' as a safety net) for \
+         statements that make them role defaults (ALTER ROLE synapse SET ...) for \
          patroni_bootstrap (its C(users[].settings), which the patroni role sets) or an \
-         operator to apply on the primary. psycopg2 sends no startup \
+         operator to apply on the primary. No isolation level is made a role default: Synapse runs \
+         its autocommit statements (its read-write locks) at the server default, READ \
+         COMMITTED, and REPEATABLE READ there makes them fail with foreign-key violations. \
+         In transaction and statement pooling the module also writes \
+         C(server_reset_query = DISCARD ALL) with C(server_reset_query_always = 1): a session \
+         setting one client makes (Synapse's background index builds send C(SET SESSION \
+         statement_timeout = 0) and the index build as separate autocommit statements) can \
+         never reach another client's queries; those index builds then run under the role's \
+         C(statement_timeout) (10 min), so raise it for an upgrade that builds indexes on a \
+         very large database. Both keys are the module's; O(settings) cannot set them. psycopg2 sends no startup \
          parameter PgBouncer refuses; O(ignore_startup_parameters) is there for C(options) or \
          C(extra_float_digits) from other clients.",
     ],
@@ -384,7 +392,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         ReturnSpec { name: "reloaded", description: "How PgBouncer was reloaded: C(console), C(sighup), or C(none).", returned: "success", kind: "str", sample: Some("\"console\"") },
         ReturnSpec { name: "verified", description: "Settings SHOW CONFIG showed with their new values.", returned: "when reloaded through the console", kind: "dict", sample: Some(r#"{"default_pool_size": "240"}"#) },
         ReturnSpec { name: "pgbouncer_version", description: "The installed PgBouncer's version, when it could be read.", returned: "success", kind: "str", sample: Some("\"1.18.0\"") },
-        ReturnSpec { name: "role_settings", description: "SQL that makes Synapse's per-session settings role defaults, for each database user.", returned: "success", kind: "list", sample: Some(r#"["ALTER ROLE \"synapse\" SET default_transaction_isolation = 'repeatable read'"]"#) },
+        ReturnSpec { name: "role_settings", description: "SQL that makes Synapse's per-session settings role defaults, for each database user.", returned: "success", kind: "list", sample: Some(r#"["ALTER ROLE \"synapse\" SET bytea_output = 'escape'"]"#) },
         ReturnSpec { name: "auth_file_changed", description: "Names whose verifiers were added, replaced or removed.", returned: "success", kind: "list", sample: Some("[\"synapse\"]") },
     ],
 };
@@ -481,6 +489,8 @@ const OWNED_KEYS: &[&str] = &[
     "admin_users",
     "stats_users",
     "pool_mode",
+    "server_reset_query",
+    "server_reset_query_always",
     "max_client_conn",
     "default_pool_size",
     "reserve_pool_size",
@@ -719,7 +729,6 @@ fn validate(a: &Args) -> Result<Checked, Failure> {
 /// SQL that makes Synapse's per-session settings defaults of `role`.
 pub fn role_settings(role: &str) -> Vec<String> {
     [
-        "default_transaction_isolation = 'repeatable read'",
         "bytea_output = 'escape'",
         "statement_timeout = '10min'",
         "idle_in_transaction_session_timeout = '30min'",

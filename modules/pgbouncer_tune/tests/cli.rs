@@ -87,7 +87,7 @@ fn writes_once_then_nothing_and_never_the_passwords() {
     assert!(first["role_settings"][0]
         .as_str()
         .unwrap()
-        .contains("ALTER ROLE \"synapse\" SET default_transaction_isolation = 'repeatable read'"));
+        .contains("ALTER ROLE \"synapse\" SET bytea_output = 'escape'"));
     let ini = fs::read_to_string(s.p("pgbouncer.ini")).unwrap();
     assert!(ini.contains("default_pool_size = 240\n"), "{ini}");
     assert!(ini.contains("auth_type = scram-sha-256\n"));
