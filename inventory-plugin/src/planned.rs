@@ -72,10 +72,18 @@ pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
 pub const MINIO_API_PORT: u16 = 9000;
 pub const MINIO_CONSOLE_PORT: u16 = 9001;
-/// MDAD's Traefik web entrypoint, published on the Synapse host's intranet address for HAProxy.
-pub const TRAEFIK_WEB_PORT: u16 = 81;
-/// MDAD's federation entrypoint, published the same way.
-pub const TRAEFIK_FEDERATION_PORT: u16 = 8449;
+/// Synapse's client API (main process), published by MDAD on the Synapse host's intranet
+/// address for HAProxy.
+pub const SYNAPSE_CLIENT_PORT: u16 = 8008;
+/// Synapse's plain (TLS-less) federation listener, published the same way.
+pub const SYNAPSE_FEDERATION_PORT: u16 = 8048;
+/// Synapse's metrics listener (main process), published the same way.
+pub const SYNAPSE_METRICS_PORT: u16 = 9100;
+/// The Synapse image as the site's registry holds it (`scripts/build-mdad-images` makes it from
+/// PyPI's matrix-synapse, the version the tested MDAD pins).
+pub const SYNAPSE_IMAGE: &str = "matrix-ha/synapse:v1.159.0";
+/// The Valkey-compatible image (Debian's redis-server) MDAD's valkey role runs.
+pub const VALKEY_IMAGE: &str = "matrix-ha/valkey:7.0";
 /// The region MinIO answers to unless configured otherwise.
 pub const MINIO_REGION: &str = "us-east-1";
 
@@ -314,10 +322,10 @@ impl PlannedSite {
                 v.insert("haproxy_public_names", Val::Strings(self.vip_names.clone()));
                 v.insert("haproxy_public_ports", json!([80, 443, 8448]));
                 v.insert("haproxy_synapse_address", json!(synapse));
-                v.insert("haproxy_synapse_web_port", json!(TRAEFIK_WEB_PORT));
+                v.insert("haproxy_synapse_web_port", json!(SYNAPSE_CLIENT_PORT));
                 v.insert(
                     "haproxy_synapse_federation_port",
-                    json!(TRAEFIK_FEDERATION_PORT),
+                    json!(SYNAPSE_FEDERATION_PORT),
                 );
                 v.insert("haproxy_postgres_port", json!(POSTGRES_PORT));
                 v.insert("haproxy_postgres_backends", postgres);
@@ -426,7 +434,6 @@ impl PlannedSite {
         let t = &self.topology;
         let p = &self.pools;
         let vip = self.ip.vip;
-        let haproxy: Vec<&str> = self.addresses(Role::Haproxy);
         let mut v = Vars::with_capacity(64);
         v.insert("matrix_domain", json!(t.domain));
         v.insert(
@@ -440,34 +447,70 @@ impl PlannedSite {
         );
         v.insert("matrix_homeserver_federation_enabled", json!(t.federation));
 
-        // MDAD's Traefik behind HAProxy (docs/configuring-playbook-own-webserver.md):
-        // no TLS, no certificates, entrypoints on the intranet address for HAProxy only.
-        v.insert(
-            "matrix_playbook_reverse_proxy_type",
-            json!("playbook-managed-traefik"),
-        );
+        // No reverse proxy of MDAD's (`none`): Traefik is not in Debian, and the worker-routing
+        // companion's nginx configuration needs a newer nginx than Debian ships. Our HAProxy
+        // routes every endpoint to the Synapse process that serves it, on the ports MDAD
+        // publishes on this host's intranet address; it also answers /.well-known/matrix/*.
+        v.insert("matrix_playbook_reverse_proxy_type", json!("none"));
         v.insert("matrix_playbook_ssl_enabled", json!(true));
-        v.insert("traefik_config_entrypoint_web_secure_enabled", json!(false));
         v.insert(
-            "traefik_container_web_host_bind_port",
-            json!(format!("{synapse}:{TRAEFIK_WEB_PORT}")),
+            "matrix_synapse_reverse_proxy_companion_enabled",
+            json!(false),
+        );
+        v.insert("matrix_static_files_enabled", json!(false));
+        v.insert(
+            "matrix_synapse_container_client_api_host_bind_port",
+            json!(format!("{synapse}:{SYNAPSE_CLIENT_PORT}")),
         );
         v.insert(
-            "traefik_config_entrypoint_web_forwardedHeaders_trustedIPs",
-            Val::Strs(haproxy.clone()),
+            "matrix_synapse_container_federation_api_plain_host_bind_port",
+            json!(format!("{synapse}:{SYNAPSE_FEDERATION_PORT}")),
         );
         v.insert(
-            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_host_bind_port",
-            json!(format!("{synapse}:{TRAEFIK_FEDERATION_PORT}")),
+            "matrix_synapse_workers_container_host_bind_address",
+            json!(synapse.to_string()),
+        );
+        // Metrics for the monitoring server, on the intranet address only.
+        v.insert("matrix_synapse_metrics_enabled", json!(true));
+        v.insert(
+            "matrix_synapse_container_metrics_api_host_bind_port",
+            json!(format!("{synapse}:{SYNAPSE_METRICS_PORT}")),
+        );
+
+        // Offline: nothing from Docker's or Debian's repositories at MDAD's run (the
+        // docker role of this collection installs Debian's docker.io), no image pulls but the
+        // Synapse image's from the site's own registry, and no file the dynamic inventory
+        // cannot provide (MDAD's state preserver copies host_vars/<host>/vars.yml and the
+        // playbook's git commit; the site file is the operator's state).
+        v.insert("matrix_playbook_docker_installation_enabled", json!(false));
+        v.insert(
+            "devture_docker_sdk_for_python_installation_enabled",
+            json!(false),
+        );
+        v.insert("devture_timesync_installation_enabled", json!(false));
+        v.insert(
+            "devture_playbook_help_apt_cache_prewarming_enabled",
+            json!(false),
+        );
+        v.insert("devture_playbook_state_preserver_enabled", json!(false));
+        v.insert(
+            "devture_systemd_docker_base_container_image_pull_method",
+            json!("none"),
         );
         v.insert(
-            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_http3_enabled",
+            "matrix_synapse_container_image",
+            json!(format!("{}/{}", t.image_registry, SYNAPSE_IMAGE)),
+        );
+        v.insert(
+            "matrix_synapse_container_image_customizations_enabled",
             json!(false),
         );
         v.insert(
-            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_custom",
-            json!({"forwardedHeaders": {"trustedIPs": haproxy}}),
+            "valkey_container_image",
+            json!(format!("{}/{}", t.image_registry, VALKEY_IMAGE)),
         );
+        v.insert("exim_relay_enabled", json!(false));
+        v.insert("matrix_client_element_enabled", json!(false));
 
         // Workers: the specialized preset, every count explicit.
         v.insert("matrix_synapse_workers_enabled", json!(true));

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::planned::{
     PlannedSite, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MINIO_API_PORT, PATRONI_RESTAPI_PORT,
-    PGBOUNCER_PORT, POSTGRES_PORT, TRAEFIK_FEDERATION_PORT, TRAEFIK_WEB_PORT,
+    PGBOUNCER_PORT, POSTGRES_PORT, SYNAPSE_CLIENT_PORT, SYNAPSE_FEDERATION_PORT,
+    SYNAPSE_METRICS_PORT,
 };
 use crate::topology::Role;
 
@@ -76,21 +77,27 @@ pub fn ports(role: Role) -> Vec<Port> {
             ),
         ],
         Role::Synapse => vec![
-            p(8008, "tcp", "haproxy", "design", "Synapse client API"),
+            p(
+                SYNAPSE_CLIENT_PORT,
+                "tcp",
+                "haproxy",
+                "chain",
+                "Synapse client API (main process)",
+            ),
             p(9093, "tcp", "synapse", "design", "worker replication"),
             p(
-                TRAEFIK_WEB_PORT,
+                SYNAPSE_FEDERATION_PORT,
                 "tcp",
                 "haproxy",
                 "chain",
-                "MDAD Traefik web entrypoint",
+                "Synapse federation, plain HTTP behind HAProxy",
             ),
             p(
-                TRAEFIK_FEDERATION_PORT,
+                SYNAPSE_METRICS_PORT,
                 "tcp",
-                "haproxy",
+                "monitoring",
                 "chain",
-                "MDAD Traefik federation entrypoint",
+                "Synapse metrics (main process)",
             ),
             p(
                 PGBOUNCER_PORT,

@@ -45,6 +45,9 @@ pub struct SiteFile {
     pub federation: Option<bool>,
     /// The MinIO bucket Synapse stores media in; default `synapse-media`.
     pub media_bucket: Option<String>,
+    /// The registry the Synapse host's Docker pulls MDAD's Synapse image from, `host:port`;
+    /// default `127.0.0.1:5000` (the registry the `image_registry` role runs on that host).
+    pub image_registry: Option<String>,
     /// keepalived virtual router id (1-255, unique on the L2 segment).
     pub keepalived_vrid: Option<u32>,
     /// Extra names the intranet /etc/hosts maps to the VIP.
@@ -82,6 +85,9 @@ pub struct WorkerOverride {
     pub generic: Option<u32>,
     pub federation_sender: Option<u32>,
     pub event_persister: Option<u32>,
+    /// The single-instance workers and the non-`events` stream writers (default true); false
+    /// leaves their work to the main process (a small site, a test machine).
+    pub auxiliary: Option<bool>,
 }
 
 impl SiteFile {

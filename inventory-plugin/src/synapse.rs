@@ -13,8 +13,8 @@ pub struct MdadWorkers {
     pub federation_reader: u32,
     pub federation_sender: u32,
     pub events_stream_writers: u32,
-    /// Single-instance or one-per-preset workers kept at the preset's value of 1: pusher,
-    /// media_repository, appservice, user_dir, background.
+    /// Single-instance or one-per-preset workers, at the preset's value of 1 (0 when the site
+    /// turns `workers.auxiliary` off): pusher, media_repository, appservice, user_dir, background.
     pub singles: [(&'static str, u32); 5],
     /// Stream writers other than `events`, at the preset's values.
     pub other_stream_writers: [(&'static str, u32); 9],
@@ -29,6 +29,7 @@ impl MdadWorkers {
     /// without it, its endpoints fall back to the main process.
     pub fn from_design(w: &DesignWorkers) -> MdadWorkers {
         let total = w.generic.max(3);
+        let aux = u32::from(w.auxiliary);
         MdadWorkers {
             sync: w.sync,
             room: total.div_ceil(3),
@@ -37,22 +38,22 @@ impl MdadWorkers {
             federation_sender: w.federation_sender,
             events_stream_writers: w.event_persister,
             singles: [
-                ("pusher", 1),
-                ("media_repository", 1),
-                ("appservice", 1),
-                ("user_dir", 1),
-                ("background", 1),
+                ("pusher", aux),
+                ("media_repository", aux),
+                ("appservice", aux),
+                ("user_dir", aux),
+                ("background", aux),
             ],
             other_stream_writers: [
-                ("typing", 1),
-                ("to_device", 1),
-                ("account_data", 1),
-                ("receipts", 1),
-                ("presence", 1),
-                ("push_rules", 1),
-                ("device_lists", 1),
+                ("typing", aux),
+                ("to_device", aux),
+                ("account_data", aux),
+                ("receipts", aux),
+                ("presence", aux),
+                ("push_rules", aux),
+                ("device_lists", aux),
                 ("thread_subscriptions", 0),
-                ("quarantined_media_changes", 1),
+                ("quarantined_media_changes", aux),
             ],
         }
     }
@@ -167,11 +168,14 @@ mod tests {
             generic: 6,
             federation_sender: 1,
             event_persister: 1,
+            auxiliary: false,
         });
         assert_eq!(
             (six.room, six.client_reader, six.federation_reader),
             (2, 2, 2)
         );
+        // Without the auxiliary workers: main, 1 sync, 6 specialized, 1 sender, 1 persister.
+        assert_eq!(six.processes(), 10);
         assert!(large
             .variables()
             .iter()

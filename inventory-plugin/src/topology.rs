@@ -188,6 +188,10 @@ pub struct DesignWorkers {
     pub generic: u32,
     pub federation_sender: u32,
     pub event_persister: u32,
+    /// The single-instance workers (pusher, media repository, appservice, user directory,
+    /// background) and the stream writers other than `events`; without them the main process
+    /// does their work.
+    pub auxiliary: bool,
 }
 
 pub fn design_workers(scale: Scale) -> DesignWorkers {
@@ -201,6 +205,7 @@ pub fn design_workers(scale: Scale) -> DesignWorkers {
         generic,
         federation_sender,
         event_persister,
+        auxiliary: true,
     }
 }
 
@@ -225,9 +230,37 @@ pub struct Topology {
     pub name_pattern: String,
     pub federation: bool,
     pub media_bucket: String,
+    /// `host:port` of the registry MDAD's Synapse image is pulled from.
+    pub image_registry: String,
 }
 
 pub const DEFAULT_NAME_PATTERN: &str = "{role}-{index}";
+
+/// The registry on the Synapse host's loopback, which Docker trusts without TLS.
+pub const DEFAULT_IMAGE_REGISTRY: &str = "127.0.0.1:5000";
+
+/// `host:port`, the host a DNS name or an IPv4 address.
+fn is_registry_address(text: &str) -> bool {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    port_ok && host_ok
+}
 
 impl Topology {
     /// Validates the non-network part of a site file.
@@ -316,6 +349,9 @@ impl Topology {
 
         let mut workers = design_workers(scale);
         let w = &site.workers;
+        if let Some(a) = w.auxiliary {
+            workers.auxiliary = a;
+        }
         for (field, value, target) in [
             ("sync", w.sync, &mut workers.sync),
             ("generic", w.generic, &mut workers.generic),
@@ -367,6 +403,19 @@ impl Topology {
             ));
         }
 
+        let image_registry = site
+            .image_registry
+            .clone()
+            .unwrap_or_else(|| DEFAULT_IMAGE_REGISTRY.to_string());
+        if !is_registry_address(&image_registry) {
+            return Err(invalid(
+                "image_registry",
+                image_registry,
+                "a registry address HOST:PORT (a host name or IPv4 address, a port 1-65535), \
+                 without a scheme or path",
+            ));
+        }
+
         Ok(Topology {
             domain,
             name,
@@ -377,6 +426,7 @@ impl Topology {
             name_pattern,
             federation: site.federation.unwrap_or(true),
             media_bucket,
+            image_registry,
         })
     }
 

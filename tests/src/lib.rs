@@ -41,6 +41,32 @@ pub fn collection() -> &'static Path {
     })
 }
 
+/// The MDAD checkout the tests run: `MATRIX_HA_MDAD_DIR` when set, else `mdad/` in the
+/// repository, else the pinned copy in `shared/mdad` beside the repository (its `VERSION` names
+/// the commit). It must hold `setup.yml` and its external roles in `roles/galaxy/`; without one
+/// the test fails and says where to put it (it never passes by skipping).
+pub fn mdad_dir() -> PathBuf {
+    let candidates: Vec<PathBuf> = match std::env::var_os("MATRIX_HA_MDAD_DIR") {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => vec![root().join("mdad"), root().join("../shared/mdad")],
+    };
+    for dir in &candidates {
+        if dir.join("setup.yml").is_file() && dir.join("roles/galaxy").is_dir() {
+            return dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        }
+    }
+    panic!(
+        "no matrix-docker-ansible-deploy checkout with its roles (setup.yml and roles/galaxy/) \
+         at {}: clone it there and run `just roles` (or `ansible-galaxy install -r \
+         requirements.yml -p roles/galaxy/`) in it, or set MATRIX_HA_MDAD_DIR to one",
+        candidates
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+}
+
 /// A tool of the project venv; fails the test with a clear message if the venv is missing.
 pub fn venv_tool(name: &str) -> PathBuf {
     let tool = root().join(".venv/bin").join(name);

@@ -2,12 +2,12 @@
 //! on the inventory's groups, then MDAD's setup.yml when a checkout is there, or a play that says
 //! how to add it.
 //!
-//! The MDAD part runs when MATRIX_HA_MDAD_DIR names a checkout with its galaxy roles installed
-//! (`roles/galaxy/`), or when `mdad/` next to `playbooks/` is one; otherwise it says it was skipped.
+//! The MDAD part runs the checkout [`mdad_dir`] finds (MATRIX_HA_MDAD_DIR, `mdad/`, or the pinned
+//! copy beside the repository) and fails when there is none.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use matrix_ha_tests::{root, Ansible};
+use matrix_ha_tests::{mdad_dir, root, Ansible};
 
 /// The plays of site.yml, in order, from `--list-tasks`.
 fn plays(listing: &str) -> Vec<String> {
@@ -19,7 +19,7 @@ fn plays(listing: &str) -> Vec<String> {
         .collect()
 }
 
-fn list_tasks(mdad: &Path) -> String {
+fn list_tasks(mdad: Option<&Path>) -> String {
     let ansible = Ansible::new();
     let run = |check: &str| {
         let out = ansible
@@ -31,8 +31,15 @@ fn list_tasks(mdad: &Path) -> String {
                 root().join("examples/sites/small/chat.z3r0d3v.com.matrix_ha.yml"),
             )
             .arg(root().join("playbooks/site.yml"))
-            .arg("-e")
-            .arg(format!("matrix_ha_mdad_dir={}", mdad.display()))
+            .args(
+                mdad.map(|m| {
+                    vec![
+                        "-e".to_string(),
+                        format!("matrix_ha_mdad_dir={}", m.display()),
+                    ]
+                })
+                .unwrap_or_default(),
+            )
             .arg(check)
             .output()
             .unwrap();
@@ -48,7 +55,7 @@ fn list_tasks(mdad: &Path) -> String {
     run("--list-tasks")
 }
 
-const OUR_PLAYS: [&str; 7] = [
+const OUR_PLAYS: [&str; 8] = [
     "Intranet host map",
     "The etcd cluster Patroni keeps its leader lock in",
     "PostgreSQL under Patroni, and the Synapse database",
@@ -56,19 +63,23 @@ const OUR_PLAYS: [&str; 7] = [
     "HAProxy behind the VIP",
     "The VIP, under keepalived",
     "MinIO, the media store",
+    "Docker and the image registry MDAD's containers come from",
 ];
 
 #[test]
 fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
-    let missing = root().join("target/no-mdad-here");
-    let listing = list_tasks(&missing);
+    assert!(
+        !root().join("mdad/setup.yml").exists(),
+        "this test needs a checkout without mdad/"
+    );
+    let listing = list_tasks(None);
     let plays = plays(&listing);
-    assert_eq!(&plays[..7], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..8], &OUR_PLAYS, "{listing}");
     assert_eq!(
-        plays[7], "Matrix, by matrix-docker-ansible-deploy (not found)",
+        plays[8], "Matrix, by matrix-docker-ansible-deploy (not found)",
         "{listing}"
     );
-    assert_eq!(plays.len(), 8);
+    assert_eq!(plays.len(), 9);
     // Each play lists its role's tasks for the inventory's groups.
     for task in [
         "z3r0d3v.matrix_ha.etcd : Wait until this member is healthy",
@@ -84,22 +95,26 @@ fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
 
 #[test]
 fn with_an_mdad_checkout_its_setup_follows_our_plays() {
-    let mdad = std::env::var_os("MATRIX_HA_MDAD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("mdad"));
-    if !mdad.join("setup.yml").is_file() || !mdad.join("roles/galaxy").is_dir() {
-        eprintln!(
-            "skipped: no MDAD checkout with its roles at {} (set MATRIX_HA_MDAD_DIR)",
-            mdad.display()
-        );
-        return;
-    }
-    let listing = list_tasks(&mdad);
+    let mdad = mdad_dir();
+    let listing = list_tasks(Some(&mdad));
     let plays = plays(&listing);
-    assert_eq!(&plays[..7], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..8], &OUR_PLAYS, "{listing}");
     assert!(
-        plays[7..].iter().any(|p| p == "Set up a Matrix server"),
+        plays[8..].iter().any(|p| p == "Set up a Matrix server"),
         "{plays:?}"
     );
-    assert!(listing.contains("play #8 (matrix_servers)"), "{listing}");
+    assert!(listing.contains("play #9 (matrix_servers)"), "{listing}");
+}
+
+#[test]
+fn a_wrong_mdad_dir_fails_with_the_path_it_tried() {
+    let wrong = root().join("target/no-mdad-here");
+    let run = Ansible::new().run_playbook(
+        &root().join("playbooks/mdad_missing.yml"),
+        &["-e", &format!("matrix_ha_mdad_dir={}", wrong.display())],
+    );
+    let text = format!("{}{}", run.stdout, run.stderr);
+    assert!(!run.success, "{text}");
+    let expected = format!("{}/setup.yml does not exist", wrong.display());
+    assert!(text.contains(&expected), "{text}");
 }
