@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::error::SiteError;
 use crate::ipplan::{IpPlan, PlannedHost};
+use crate::routing::{Process, RoutingTable};
 use crate::site::SiteFile;
 use crate::synapse::{MdadWorkers, PoolSizing};
 use crate::topology::{Role, Topology};
@@ -72,10 +73,9 @@ pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
 pub const MINIO_API_PORT: u16 = 9000;
 pub const MINIO_CONSOLE_PORT: u16 = 9001;
-/// MDAD's Traefik web entrypoint, published on the Synapse host's intranet address for HAProxy.
-pub const TRAEFIK_WEB_PORT: u16 = 81;
-/// MDAD's federation entrypoint, published the same way.
-pub const TRAEFIK_FEDERATION_PORT: u16 = 8449;
+/// Synapse's main process: client and federation listeners, published on the Synapse host's
+/// intranet address for HAProxy (every worker's HTTP listener is published there too).
+pub use crate::routing::{MAIN_CLIENT_PORT, MAIN_FEDERATION_PORT};
 /// The region MinIO answers to unless configured otherwise.
 pub const MINIO_REGION: &str = "us-east-1";
 
@@ -85,6 +85,10 @@ pub struct PlannedSite {
     pub topology: Topology,
     pub ip: IpPlan,
     pub workers: MdadWorkers,
+    /// Every Synapse worker MDAD creates for `workers` (names, types, ports).
+    pub processes: Vec<Process>,
+    /// HAProxy's Synapse back-ends and routes.
+    pub routing: RoutingTable,
     pub pools: PoolSizing,
     pub keepalived_vrid: u32,
     /// Names the intranet /etc/hosts maps to the VIP.
@@ -98,6 +102,8 @@ impl PlannedSite {
         let ip = IpPlan::build(&topology, site)?;
         let workers = MdadWorkers::from_design(&topology.workers);
         let pools = PoolSizing::for_processes(workers.processes());
+        let processes = crate::routing::worker_processes(&workers);
+        let routing = RoutingTable::build(&processes, topology.federation);
         let keepalived_vrid = match site.keepalived_vrid {
             Some(v) if (1..=255).contains(&v) => v,
             Some(v) => {
@@ -142,6 +148,8 @@ impl PlannedSite {
             topology,
             ip,
             workers,
+            processes,
+            routing,
             pools,
             keepalived_vrid,
             vip_names,
@@ -310,14 +318,48 @@ impl PlannedSite {
                     check_port: None,
                 };
                 let synapse = self.synapse().map(|h| h.address_text.clone());
+                let d = &self.topology.domain;
+                let mut ports = vec![80, 443];
+                if self.topology.federation {
+                    ports.push(8448);
+                }
+                let mut processes = vec![json!({
+                    "name": crate::routing::MAIN_NAME, "type": "main", "stream": null,
+                    "port": MAIN_CLIENT_PORT,
+                })];
+                processes.extend(self.processes.iter().map(Process::to_json));
+                let backends: Vec<Value> =
+                    self.routing.backends.iter().map(|b| b.to_json()).collect();
+                let routes: Vec<Value> = self.routing.routes.iter().map(|r| r.to_json()).collect();
                 v.insert("haproxy_vip", json!(vip));
                 v.insert("haproxy_public_names", Val::Strings(self.vip_names.clone()));
-                v.insert("haproxy_public_ports", json!([80, 443, 8448]));
+                v.insert("haproxy_public_ports", json!(ports));
                 v.insert("haproxy_synapse_address", json!(synapse));
-                v.insert("haproxy_synapse_web_port", json!(TRAEFIK_WEB_PORT));
+                v.insert("haproxy_synapse_web_port", json!(MAIN_CLIENT_PORT));
                 v.insert(
                     "haproxy_synapse_federation_port",
-                    json!(TRAEFIK_FEDERATION_PORT),
+                    json!(MAIN_FEDERATION_PORT),
+                );
+                v.insert(
+                    "haproxy_synapse_processes",
+                    Val::Json(Value::Array(processes)),
+                );
+                v.insert(
+                    "haproxy_synapse_backends",
+                    Val::Json(Value::Array(backends)),
+                );
+                v.insert("haproxy_synapse_routes", Val::Json(Value::Array(routes)));
+                v.insert(
+                    "haproxy_well_known_hosts",
+                    Val::Strings(vec![d.clone(), format!("matrix.{d}")]),
+                );
+                v.insert(
+                    "haproxy_well_known_server",
+                    json!(crate::routing::well_known_server(d)),
+                );
+                v.insert(
+                    "haproxy_well_known_client",
+                    json!(crate::routing::well_known_client(d)),
                 );
                 v.insert("haproxy_postgres_port", json!(POSTGRES_PORT));
                 v.insert("haproxy_postgres_backends", postgres);
@@ -426,7 +468,6 @@ impl PlannedSite {
         let t = &self.topology;
         let p = &self.pools;
         let vip = self.ip.vip;
-        let haproxy: Vec<&str> = self.addresses(Role::Haproxy);
         let mut v = Vars::with_capacity(64);
         v.insert("matrix_domain", json!(t.domain));
         v.insert(
@@ -440,33 +481,29 @@ impl PlannedSite {
         );
         v.insert("matrix_homeserver_federation_enabled", json!(t.federation));
 
-        // MDAD's Traefik behind HAProxy (docs/configuring-playbook-own-webserver.md):
-        // no TLS, no certificates, entrypoints on the intranet address for HAProxy only.
-        v.insert(
-            "matrix_playbook_reverse_proxy_type",
-            json!("playbook-managed-traefik"),
-        );
+        // No reverse proxy of MDAD's: HAProxy ends TLS on the VIP and routes every Synapse
+        // endpoint to its worker itself, so neither Traefik nor MDAD's nginx companion runs.
+        // The main process's listeners and every worker's HTTP listener are published on this
+        // host's intranet address, for HAProxy only.
+        v.insert("matrix_playbook_reverse_proxy_type", json!("none"));
         v.insert("matrix_playbook_ssl_enabled", json!(true));
-        v.insert("traefik_config_entrypoint_web_secure_enabled", json!(false));
         v.insert(
-            "traefik_container_web_host_bind_port",
-            json!(format!("{synapse}:{TRAEFIK_WEB_PORT}")),
-        );
-        v.insert(
-            "traefik_config_entrypoint_web_forwardedHeaders_trustedIPs",
-            Val::Strs(haproxy.clone()),
-        );
-        v.insert(
-            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_host_bind_port",
-            json!(format!("{synapse}:{TRAEFIK_FEDERATION_PORT}")),
-        );
-        v.insert(
-            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_http3_enabled",
+            "matrix_synapse_reverse_proxy_companion_enabled",
             json!(false),
         );
         v.insert(
-            "matrix_playbook_public_matrix_federation_api_traefik_entrypoint_config_custom",
-            json!({"forwardedHeaders": {"trustedIPs": haproxy}}),
+            "matrix_synapse_container_client_api_host_bind_port",
+            json!(format!("{synapse}:{MAIN_CLIENT_PORT}")),
+        );
+        if t.federation {
+            v.insert(
+                "matrix_synapse_container_federation_api_plain_host_bind_port",
+                json!(format!("{synapse}:{MAIN_FEDERATION_PORT}")),
+            );
+        }
+        v.insert(
+            "matrix_synapse_workers_container_host_bind_address",
+            json!(synapse.to_string()),
         );
 
         // Workers: the specialized preset, every count explicit.

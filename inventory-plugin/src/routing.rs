@@ -138,7 +138,13 @@ pub fn worker_processes(w: &MdadWorkers) -> Vec<Process> {
         None,
     );
     numbered(&mut out, single("pusher"), "pusher", "pusher", None);
-    numbered(&mut out, single("appservice"), "appservice", "appservice", None);
+    numbered(
+        &mut out,
+        single("appservice"),
+        "appservice",
+        "appservice",
+        None,
+    );
     numbered(
         &mut out,
         single("user_dir"),
@@ -153,7 +159,13 @@ pub fn worker_processes(w: &MdadWorkers) -> Vec<Process> {
         "media-repository",
         Some(MEDIA_REPOSITORY_PORT),
     );
-    numbered(&mut out, single("background"), "background", "background", None);
+    numbered(
+        &mut out,
+        single("background"),
+        "background",
+        "background",
+        None,
+    );
     out
 }
 
@@ -382,7 +394,8 @@ const MAIN_FEDERATION_PATHS: &[&str] = &["^/_matrix/federation/v1/openid/userinf
 const FEDERATION_SEND_PATHS: &[&str] = &["^/_matrix/federation/v1/send/"];
 
 /// Every other federation request, and key queries (`/_matrix/key/v2/server` stays on main).
-const FEDERATION_READER_PATHS: &[&str] = &["^/_matrix/federation/(v1|v2)/", "^/_matrix/key/v2/query"];
+const FEDERATION_READER_PATHS: &[&str] =
+    &["^/_matrix/federation/(v1|v2)/", "^/_matrix/key/v2/query"];
 
 /// Per-server connection limits: sync requests are long polls, so sync workers take many and
 /// shed the excess quickly; every other worker takes fewer and lets requests queue longer.
@@ -563,12 +576,7 @@ impl RoutingTable {
 
     /// The back-end a request on `api` for `path` reaches: the first route one of whose
     /// patterns matches (`matches` is the regex engine), else the main process.
-    pub fn backend_for(
-        &self,
-        api: Api,
-        path: &str,
-        matches: impl Fn(&str, &str) -> bool,
-    ) -> &str {
+    pub fn backend_for(&self, api: Api, path: &str, matches: impl Fn(&str, &str) -> bool) -> &str {
         self.routes
             .iter()
             .filter(|r| r.api == api)
@@ -614,8 +622,7 @@ mod tests {
     #[test]
     fn small_site_processes_follow_mdad_names_and_ports() {
         let p = worker_processes(&workers(Scale::Small));
-        let names: Vec<(&str, Option<u16>)> =
-            p.iter().map(|p| (p.name.as_str(), p.port)).collect();
+        let names: Vec<(&str, Option<u16>)> = p.iter().map(|p| (p.name.as_str(), p.port)).collect();
         assert_eq!(
             names,
             [
@@ -628,12 +635,30 @@ mod tests {
                 ("matrix-synapse-worker-federation-reader-0", Some(28411)),
                 ("matrix-synapse-worker-stream-writer-0-events", None),
                 ("matrix-synapse-worker-stream-writer-1-typing", Some(20012)),
-                ("matrix-synapse-worker-stream-writer-2-to-device", Some(20013)),
-                ("matrix-synapse-worker-stream-writer-3-account-data", Some(20014)),
-                ("matrix-synapse-worker-stream-writer-4-receipts", Some(20015)),
-                ("matrix-synapse-worker-stream-writer-5-presence", Some(20016)),
-                ("matrix-synapse-worker-stream-writer-6-push-rules", Some(20017)),
-                ("matrix-synapse-worker-stream-writer-7-device-lists", Some(20018)),
+                (
+                    "matrix-synapse-worker-stream-writer-2-to-device",
+                    Some(20013)
+                ),
+                (
+                    "matrix-synapse-worker-stream-writer-3-account-data",
+                    Some(20014)
+                ),
+                (
+                    "matrix-synapse-worker-stream-writer-4-receipts",
+                    Some(20015)
+                ),
+                (
+                    "matrix-synapse-worker-stream-writer-5-presence",
+                    Some(20016)
+                ),
+                (
+                    "matrix-synapse-worker-stream-writer-6-push-rules",
+                    Some(20017)
+                ),
+                (
+                    "matrix-synapse-worker-stream-writer-7-device-lists",
+                    Some(20018)
+                ),
                 (
                     "matrix-synapse-worker-stream-writer-8-quarantined-media-changes",
                     Some(20019)
@@ -702,7 +727,9 @@ mod tests {
             for r in &t.routes {
                 assert!(
                     r.backend == r.api.main_backend()
-                        || t.backends.iter().any(|b| b.name == r.backend && b.api == r.api),
+                        || t.backends
+                            .iter()
+                            .any(|b| b.name == r.backend && b.api == r.api),
                     "{r:?}"
                 );
                 for re in &r.paths {
@@ -720,8 +747,16 @@ mod tests {
 
     /// (api, path, back-end) for the large example site.
     const LARGE_TABLE: &[(Api, &str, &str)] = &[
-        (Api::Client, "/_matrix/client/v3/sync", "synapse_sync_worker"),
-        (Api::Client, "/_matrix/client/r0/sync", "synapse_sync_worker"),
+        (
+            Api::Client,
+            "/_matrix/client/v3/sync",
+            "synapse_sync_worker",
+        ),
+        (
+            Api::Client,
+            "/_matrix/client/r0/sync",
+            "synapse_sync_worker",
+        ),
         (
             Api::Client,
             "/_matrix/client/v3/rooms/%21abc%3Aexample.org/initialSync",
@@ -807,8 +842,16 @@ mod tests {
             "/_matrix/client/v3/keys/query",
             "synapse_client_reader",
         ),
-        (Api::Client, "/_matrix/client/versions", "synapse_client_reader"),
-        (Api::Client, "/_matrix/client/v3/login", "synapse_client_reader"),
+        (
+            Api::Client,
+            "/_matrix/client/versions",
+            "synapse_client_reader",
+        ),
+        (
+            Api::Client,
+            "/_matrix/client/v3/login",
+            "synapse_client_reader",
+        ),
         (
             Api::Client,
             "/_matrix/client/v3/register/available",
@@ -860,13 +903,21 @@ mod tests {
             "/_matrix/client/v3/login/sso/redirect/oidc",
             "synapse_main",
         ),
-        (Api::Client, "/_matrix/client/v3/account/3pid/add", "synapse_main"),
+        (
+            Api::Client,
+            "/_matrix/client/v3/account/3pid/add",
+            "synapse_main",
+        ),
         (
             Api::Client,
             "/_matrix/client/v3/register/email/requestToken",
             "synapse_main",
         ),
-        (Api::Client, "/_synapse/admin/v2/users/%40u%3Aexample.org", "synapse_main"),
+        (
+            Api::Client,
+            "/_synapse/admin/v2/users/%40u%3Aexample.org",
+            "synapse_main",
+        ),
         (Api::Client, "/_synapse/client/rendezvous", "synapse_main"),
         (Api::Client, "/health", "synapse_main"),
         // Federation.
@@ -900,8 +951,16 @@ mod tests {
             "/_matrix/federation/v1/version",
             "synapse_federation_reader",
         ),
-        (Api::Federation, "/_matrix/key/v2/query", "synapse_federation_reader"),
-        (Api::Federation, "/_matrix/key/v2/server", "synapse_main_federation"),
+        (
+            Api::Federation,
+            "/_matrix/key/v2/query",
+            "synapse_federation_reader",
+        ),
+        (
+            Api::Federation,
+            "/_matrix/key/v2/server",
+            "synapse_main_federation",
+        ),
         (
             Api::Federation,
             "/_matrix/federation/v1/openid/userinfo",
@@ -923,7 +982,11 @@ mod tests {
     fn large_site_routes_each_endpoint_to_its_workers() {
         let t = RoutingTable::build(&worker_processes(&workers(Scale::Large)), true);
         for (api, path, backend) in LARGE_TABLE {
-            assert_eq!(t.backend_for(*api, path, re_match), *backend, "{api:?} {path}");
+            assert_eq!(
+                t.backend_for(*api, path, re_match),
+                *backend,
+                "{api:?} {path}"
+            );
         }
     }
 
@@ -943,7 +1006,10 @@ mod tests {
         let typing = "/_matrix/client/v3/rooms/%21abc%3Aexample.org/typing/%40u%3Aexample.org";
         assert_eq!(t.backend_for(Api::Client, typing, re_match), "synapse_main");
         let messages = "/_matrix/client/v3/rooms/%21abc%3Aexample.org/messages";
-        assert_eq!(t.backend_for(Api::Client, messages, re_match), "synapse_main");
+        assert_eq!(
+            t.backend_for(Api::Client, messages, re_match),
+            "synapse_main"
+        );
         assert_eq!(
             t.backend_for(
                 Api::Federation,
@@ -952,7 +1018,10 @@ mod tests {
             ),
             "synapse_federation_reader"
         );
-        assert!(!t.backends.iter().any(|b| b.name.starts_with("synapse_room")));
+        assert!(!t
+            .backends
+            .iter()
+            .any(|b| b.name.starts_with("synapse_room")));
     }
 
     #[test]

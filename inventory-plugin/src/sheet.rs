@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::planned::{
-    PlannedSite, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MINIO_API_PORT, PATRONI_RESTAPI_PORT,
-    PGBOUNCER_PORT, POSTGRES_PORT, TRAEFIK_FEDERATION_PORT, TRAEFIK_WEB_PORT,
+    PlannedSite, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MAIN_FEDERATION_PORT, MINIO_API_PORT,
+    PATRONI_RESTAPI_PORT, PGBOUNCER_PORT, POSTGRES_PORT,
 };
 use crate::topology::Role;
 
@@ -21,7 +21,7 @@ pub struct Port {
     /// Who connects: `internet` or the intranet role(s).
     pub from: &'static str,
     /// `design`: the design's firewall list; `chain`: needed by the deployment this inventory
-    /// describes (Traefik behind HAProxy, PgBouncer, Patroni health checks, VRRP).
+    /// describes (HAProxy to Synapse and its workers, PgBouncer, Patroni health checks, VRRP).
     pub source: &'static str,
     pub purpose: &'static str,
 }
@@ -79,18 +79,18 @@ pub fn ports(role: Role) -> Vec<Port> {
             p(8008, "tcp", "haproxy", "design", "Synapse client API"),
             p(9093, "tcp", "synapse", "design", "worker replication"),
             p(
-                TRAEFIK_WEB_PORT,
+                MAIN_FEDERATION_PORT,
                 "tcp",
                 "haproxy",
                 "chain",
-                "MDAD Traefik web entrypoint",
+                "Synapse federation API (plain HTTP, main process)",
             ),
             p(
-                TRAEFIK_FEDERATION_PORT,
+                "18551-29999",
                 "tcp",
                 "haproxy",
                 "chain",
-                "MDAD Traefik federation entrypoint",
+                "Synapse workers' HTTP listeners (MDAD's port ranges)",
             ),
             p(
                 PGBOUNCER_PORT,
