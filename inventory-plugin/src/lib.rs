@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod ipplan;
 pub mod load;
 pub mod planned;
+pub mod routing;
 pub mod sheet;
 pub mod site;
 pub mod synapse;

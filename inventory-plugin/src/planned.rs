@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::error::SiteError;
 use crate::ipplan::{IpPlan, PlannedHost};
+use crate::routing::{Process, RoutingTable};
 use crate::site::SiteFile;
 use crate::synapse::{MdadWorkers, PoolSizing};
 use crate::topology::{Role, Topology};
@@ -72,11 +73,14 @@ pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
 pub const MINIO_API_PORT: u16 = 9000;
 pub const MINIO_CONSOLE_PORT: u16 = 9001;
+/// Synapse's main process: client and federation listeners, published on the Synapse host's
+/// intranet address for HAProxy (every worker's HTTP listener is published there too).
+pub use crate::routing::{MAIN_CLIENT_PORT, MAIN_FEDERATION_PORT};
 /// Synapse's client API (main process), published by MDAD on the Synapse host's intranet
 /// address for HAProxy.
-pub const SYNAPSE_CLIENT_PORT: u16 = 8008;
+pub const SYNAPSE_CLIENT_PORT: u16 = MAIN_CLIENT_PORT;
 /// Synapse's plain (TLS-less) federation listener, published the same way.
-pub const SYNAPSE_FEDERATION_PORT: u16 = 8048;
+pub const SYNAPSE_FEDERATION_PORT: u16 = MAIN_FEDERATION_PORT;
 /// Synapse's metrics listener (main process), published the same way.
 pub const SYNAPSE_METRICS_PORT: u16 = 9100;
 /// The Synapse image as the site's registry holds it (`scripts/build-mdad-images` makes it from
@@ -93,6 +97,10 @@ pub struct PlannedSite {
     pub topology: Topology,
     pub ip: IpPlan,
     pub workers: MdadWorkers,
+    /// Every Synapse worker MDAD creates for `workers` (names, types, ports).
+    pub processes: Vec<Process>,
+    /// HAProxy's Synapse back-ends and routes.
+    pub routing: RoutingTable,
     pub pools: PoolSizing,
     pub keepalived_vrid: u32,
     /// Names the intranet /etc/hosts maps to the VIP.
@@ -106,6 +114,8 @@ impl PlannedSite {
         let ip = IpPlan::build(&topology, site)?;
         let workers = MdadWorkers::from_design(&topology.workers);
         let pools = PoolSizing::for_processes(workers.processes());
+        let processes = crate::routing::worker_processes(&workers);
+        let routing = RoutingTable::build(&processes, topology.federation);
         let keepalived_vrid = match site.keepalived_vrid {
             Some(v) if (1..=255).contains(&v) => v,
             Some(v) => {
@@ -150,6 +160,8 @@ impl PlannedSite {
             topology,
             ip,
             workers,
+            processes,
+            routing,
             pools,
             keepalived_vrid,
             vip_names,
@@ -318,14 +330,48 @@ impl PlannedSite {
                     check_port: None,
                 };
                 let synapse = self.synapse().map(|h| h.address_text.clone());
+                let d = &self.topology.domain;
+                let mut ports = vec![80, 443];
+                if self.topology.federation {
+                    ports.push(8448);
+                }
+                let mut processes = vec![json!({
+                    "name": crate::routing::MAIN_NAME, "type": "main", "stream": null,
+                    "port": MAIN_CLIENT_PORT,
+                })];
+                processes.extend(self.processes.iter().map(Process::to_json));
+                let backends: Vec<Value> =
+                    self.routing.backends.iter().map(|b| b.to_json()).collect();
+                let routes: Vec<Value> = self.routing.routes.iter().map(|r| r.to_json()).collect();
                 v.insert("haproxy_vip", json!(vip));
                 v.insert("haproxy_public_names", Val::Strings(self.vip_names.clone()));
-                v.insert("haproxy_public_ports", json!([80, 443, 8448]));
+                v.insert("haproxy_public_ports", json!(ports));
                 v.insert("haproxy_synapse_address", json!(synapse));
-                v.insert("haproxy_synapse_web_port", json!(SYNAPSE_CLIENT_PORT));
+                v.insert("haproxy_synapse_web_port", json!(MAIN_CLIENT_PORT));
                 v.insert(
                     "haproxy_synapse_federation_port",
-                    json!(SYNAPSE_FEDERATION_PORT),
+                    json!(MAIN_FEDERATION_PORT),
+                );
+                v.insert(
+                    "haproxy_synapse_processes",
+                    Val::Json(Value::Array(processes)),
+                );
+                v.insert(
+                    "haproxy_synapse_backends",
+                    Val::Json(Value::Array(backends)),
+                );
+                v.insert("haproxy_synapse_routes", Val::Json(Value::Array(routes)));
+                v.insert(
+                    "haproxy_well_known_hosts",
+                    Val::Strings(vec![d.clone(), format!("matrix.{d}")]),
+                );
+                v.insert(
+                    "haproxy_well_known_server",
+                    json!(crate::routing::well_known_server(d)),
+                );
+                v.insert(
+                    "haproxy_well_known_client",
+                    json!(crate::routing::well_known_client(d)),
                 );
                 v.insert("haproxy_postgres_port", json!(POSTGRES_PORT));
                 v.insert("haproxy_postgres_backends", postgres);
@@ -462,10 +508,12 @@ impl PlannedSite {
             "matrix_synapse_container_client_api_host_bind_port",
             json!(format!("{synapse}:{SYNAPSE_CLIENT_PORT}")),
         );
-        v.insert(
-            "matrix_synapse_container_federation_api_plain_host_bind_port",
-            json!(format!("{synapse}:{SYNAPSE_FEDERATION_PORT}")),
-        );
+        if t.federation {
+            v.insert(
+                "matrix_synapse_container_federation_api_plain_host_bind_port",
+                json!(format!("{synapse}:{SYNAPSE_FEDERATION_PORT}")),
+            );
+        }
         v.insert(
             "matrix_synapse_workers_container_host_bind_address",
             json!(synapse.to_string()),

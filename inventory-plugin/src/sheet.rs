@@ -100,6 +100,13 @@ pub fn ports(role: Role) -> Vec<Port> {
                 "Synapse metrics (main process)",
             ),
             p(
+                "18551-29999",
+                "tcp",
+                "haproxy",
+                "chain",
+                "Synapse workers' HTTP listeners (MDAD's port ranges)",
+            ),
+            p(
                 PGBOUNCER_PORT,
                 "tcp",
                 "synapse",
