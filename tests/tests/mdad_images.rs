@@ -13,6 +13,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -83,7 +84,10 @@ struct Container(String);
 
 impl Container {
     fn named(role: &str) -> Container {
-        let name = format!("matrix-ha-mdad-test-{}-{role}", std::process::id());
+        // Unique within the process: tests run in parallel and may share a role.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("matrix-ha-mdad-test-{}-{n}-{role}", std::process::id());
         let _ = docker(&["rm", "-f", &name]);
         Container(name)
     }
@@ -165,17 +169,9 @@ fn login(addr: &str, user: &str, password: &str) -> (u16, serde_json::Value) {
     (status, json)
 }
 
-#[test]
-fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
-    let image = &images().synapse;
-    let ids = random_ids();
-    let user = format!("{}:{}", ids.0, ids.1);
-    let tmp = tempfile::tempdir().unwrap();
-    let config = owned_dir(tmp.path(), "config", ids);
-    let storage = owned_dir(tmp.path(), "storage", ids);
-
-    // MDAD's install task (roles/custom/matrix-synapse/tasks/synapse/setup_install.yml),
-    // flag for flag.
+/// Runs MDAD's install task's `generate` (roles/custom/matrix-synapse/tasks/synapse/
+/// setup_install.yml), flag for flag, into `config`; checks the files it must make.
+fn generate(image: &str, (uid, gid): (u32, u32), config: &Path) {
     let generator = Container::named("config");
     let mount = format!("type=bind,src={},dst=/data", config.display());
     let started = Instant::now();
@@ -183,7 +179,7 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
         "run",
         "--rm",
         &format!("--name={}", generator.0),
-        &format!("--user={user}"),
+        &format!("--user={uid}:{gid}"),
         "--cap-drop=ALL",
         "--mount",
         &mount,
@@ -210,7 +206,7 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
         );
         assert_eq!(
             std::os::unix::fs::MetadataExt::uid(&meta),
-            ids.0,
+            uid,
             "{} belongs to the container's user",
             file.display()
         );
@@ -221,42 +217,67 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
             .starts_with("ed25519 "),
         "the signing key is an ed25519 key"
     );
+}
 
-    // The generated configuration already listens on 8008 with x_forwarded and uses SQLite.
-    // Mounted read-only at /data as MDAD does, so the database and media move to the storage
-    // mount; no key server is contacted (the test reaches no host outside this machine).
+/// Edits the generated homeserver.yaml as little as the test needs. It already listens on 8008
+/// with x_forwarded and uses SQLite; mounted read-only at /data as MDAD does, the database and
+/// media move to the storage mount; no key server (the test reaches no host outside this
+/// machine). `listener` is added to the listeners, `tail` appended.
+fn edit_config(config: &Path, listener: &str, tail: &str) {
     let generated = std::fs::read_to_string(config.join("homeserver.yaml")).unwrap();
+    let replacements = [
+        (
+            "    database: /data/homeserver.db\n",
+            "    database: /matrix-media-store-parent/homeserver.db\n",
+        ),
+        (
+            "media_store_path: /data/media_store\n",
+            "media_store_path: /matrix-media-store-parent/media-store\n",
+        ),
+        (
+            "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
+            "trusted_key_servers: []\n",
+        ),
+        ("database:\n", &format!("{listener}database:\n")),
+    ];
     for expected in [
-        "  - port: 8008\n",
+        "listeners:\n  - port: 8008\n",
         "    x_forwarded: true\n",
         "  name: sqlite3\n",
-        "    database: /data/homeserver.db\n",
-        "media_store_path: /data/media_store\n",
-        "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
     ] {
         assert!(
             generated.contains(expected),
             "generated homeserver.yaml lacks {expected:?}"
         );
     }
-    let edited = generated
-        .replace(
-            "    database: /data/homeserver.db\n",
-            "    database: /matrix-media-store-parent/homeserver.db\n",
-        )
-        .replace(
-            "media_store_path: /data/media_store\n",
-            "media_store_path: /matrix-media-store-parent/media-store\n",
-        )
-        .replace(
-            "trusted_key_servers:\n  - server_name: \"matrix.org\"\n",
-            "trusted_key_servers: []\n",
+    let mut edited = generated.clone();
+    for (from, to) in replacements {
+        assert!(
+            edited.contains(from),
+            "generated homeserver.yaml lacks {from:?}"
         );
+        edited = edited.replacen(from, to, 1);
+    }
+    // The generated file ends in a comment without a line end.
+    if !edited.ends_with('\n') {
+        edited.push('\n');
+    }
+    edited.push_str(tail);
     std::fs::write(config.join("homeserver.yaml"), edited).unwrap();
+}
 
-    // The main process under MDAD's unit flags (matrix-synapse.service.j2), no --health-cmd:
-    // the image's HEALTHCHECK decides.
-    let synapse = Container::named("synapse");
+/// Starts a Synapse process under MDAD's unit flags (matrix-synapse.service.j2 and
+/// matrix-synapse-worker.service.j2): any user, no capabilities, read-only with a /tmp tmpfs,
+/// the config read-only at /data, the storage mount, and `extra` (network, health, mounts).
+fn start_synapse(
+    name: &str,
+    image: &str,
+    (uid, gid): (u32, u32),
+    config: &Path,
+    storage: &Path,
+    extra: &[&str],
+    command: &[&str],
+) {
     let config_mount = format!("type=bind,src={},dst=/data,ro", config.display());
     // MDAD adds bind-propagation=slave here, which needs a shared mount above the source (as
     // systemd makes /); the test machine's / may be private, so the test leaves it out.
@@ -264,34 +285,36 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
         "type=bind,src={},dst=/matrix-media-store-parent",
         storage.display()
     );
-    docker_ok(&[
+    let user = format!("--user={uid}:{gid}");
+    let name = format!("--name={name}");
+    let mut args = vec![
         "run",
         "-d",
-        &format!("--name={}", synapse.0),
-        &format!("--user={user}"),
+        &name,
+        &user,
         "--cap-drop=ALL",
         "--read-only",
         "--tmpfs=/tmp:rw,noexec,nosuid,size=50m",
-        "--health-interval=15s",
         "--mount",
         &config_mount,
         "--mount",
         &storage_mount,
-        image,
-        "run",
-        "-m",
-        "synapse.app.homeserver",
-        "-c",
-        "/data/homeserver.yaml",
-    ]);
-    // MDAD's ExecStartPost allows 180 polls 1 s apart; so does this (bounded in count and time).
+    ];
+    args.extend_from_slice(extra);
+    args.push(image);
+    args.extend_from_slice(command);
+    docker_ok(&args);
+}
+
+/// Polls `docker inspect` as MDAD's ExecStartPost does: up to 180 times, 1 s apart.
+fn wait_healthy(name: &str) {
     let started = Instant::now();
     let mut status = String::new();
     for _ in 0..180 {
         status = docker_ok(&[
             "inspect",
             "--format={{.State.Status}} {{.State.Health.Status}}",
-            &synapse.0,
+            name,
         ]);
         if status == "running healthy" || !status.starts_with("running") {
             break;
@@ -299,35 +322,31 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
         std::thread::sleep(Duration::from_secs(1));
     }
     if status != "running healthy" {
-        let logs = docker(&["logs", "--tail", "40", &synapse.0]);
+        let logs = docker(&["logs", "--tail", "40", name]);
         panic!(
-            "Synapse is not healthy after {:.0} s ({status}):\n{}",
+            "{name} is not healthy after {:.0} s ({status}):\n{}",
             started.elapsed().as_secs_f64(),
             String::from_utf8_lossy(&logs.stderr)
         );
     }
     println!(
-        "Synapse healthy after {:.1} s",
+        "{name} healthy after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let pid1 = docker_ok(&["exec", &synapse.0, "cat", "/proc/1/cmdline"]);
-    assert!(
-        pid1.contains("synapse.app.homeserver"),
-        "Synapse is PID 1: {pid1:?}"
-    );
+}
 
-    // register_new_matrix_user reads the password from its stdin (never an argument).
-    let password = hex(&random_bytes(18));
+/// register_new_matrix_user in the container, the password on its stdin (never an argument).
+fn register(container: &str, user: &str, password: &str) {
     let mut register = Command::new("docker")
         .args([
             "exec",
             "-i",
-            &synapse.0,
+            container,
             "register_new_matrix_user",
             "-c",
             "/data/homeserver.yaml",
             "-u",
-            "alice",
+            user,
             "--password-file",
             "/dev/stdin",
             "--no-admin",
@@ -351,15 +370,57 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    // Log in from here, over the docker bridge.
+/// The container's address (on whichever network it is on).
+fn address(container: &str) -> String {
     let ip = docker_ok(&[
         "inspect",
-        "--format={{.NetworkSettings.IPAddress}}",
-        &synapse.0,
+        "--format={{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        container,
     ]);
-    assert!(!ip.is_empty(), "the container has an address on the bridge");
-    let addr = format!("{ip}:8008");
+    assert!(!ip.is_empty(), "{container} has an address");
+    ip
+}
+
+#[test]
+fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
+    let image = &images().synapse;
+    let ids = random_ids();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = owned_dir(tmp.path(), "config", ids);
+    let storage = owned_dir(tmp.path(), "storage", ids);
+    generate(image, ids, &config);
+    edit_config(&config, "", "");
+
+    // The main process; no --health-cmd: the image's HEALTHCHECK decides, as for MDAD's unit.
+    let synapse = Container::named("synapse");
+    start_synapse(
+        &synapse.0,
+        image,
+        ids,
+        &config,
+        &storage,
+        &["--health-interval=15s"],
+        &[
+            "run",
+            "-m",
+            "synapse.app.homeserver",
+            "-c",
+            "/data/homeserver.yaml",
+        ],
+    );
+    wait_healthy(&synapse.0);
+    let pid1 = docker_ok(&["exec", &synapse.0, "cat", "/proc/1/cmdline"]);
+    assert!(
+        pid1.contains("synapse.app.homeserver"),
+        "Synapse is PID 1: {pid1:?}"
+    );
+
+    let password = hex(&random_bytes(18));
+    register(&synapse.0, "alice", &password);
+    // Log in from here, over the docker bridge.
+    let addr = format!("{}:8008", address(&synapse.0));
     let (status, json) = login(&addr, "alice", &password);
     assert_eq!(status, 200, "login: {}", json["errcode"]);
     assert_eq!(json["user_id"], format!("@alice:{SERVER_NAME}"));
@@ -371,7 +432,7 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
     assert_eq!(status, 403, "a wrong password is refused");
     assert_eq!(json["errcode"], "M_FORBIDDEN");
 
-    // MDAD's ExecReload; Synapse stays up and healthy.
+    // MDAD's ExecReload; Synapse stays up.
     docker_ok(&["exec", &synapse.0, "/bin/sh", "-c", "kill -HUP 1"]);
     std::thread::sleep(Duration::from_secs(1));
     let (status, _) = login(&addr, "alice", &password);
@@ -389,6 +450,162 @@ fn synapse_generates_as_mdad_does_then_serves_registers_and_logs_in() {
     ]);
 }
 
+/// Removes the docker network (by its name) when the test ends; declared before the
+/// containers on it, so it is dropped after them.
+struct Network(String);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", &self.0]);
+    }
+}
+
+/// INFO's connected_clients, asked over the Unix socket.
+fn valkey_clients(socket: &Path) -> u32 {
+    let mut stream =
+        UnixStream::connect(socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"INFO clients\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).unwrap();
+    let info = String::from_utf8_lossy(&buf[..n]).to_string();
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connected_clients in {info:?}"))
+}
+
+#[test]
+fn synapse_worker_joins_main_over_valkey_socket() {
+    let images = images();
+    let ids = random_ids();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = owned_dir(tmp.path(), "config", ids);
+    let storage = owned_dir(tmp.path(), "storage", ids);
+    let valkey_data = owned_dir(tmp.path(), "valkey-data", ids);
+    let valkey_run = owned_dir(tmp.path(), "valkey-run", ids);
+
+    let network = Network(format!("matrix-ha-mdad-test-{}-net", std::process::id()));
+    let _ = docker(&["network", "rm", &network.0]);
+    docker_ok(&["network", "create", &network.0]);
+    let on_network = format!("--network={}", network.0);
+
+    let conf = tmp.path().join("valkey.conf");
+    std::fs::write(
+        &conf,
+        "unixsocket /run/valkey/valkey.sock\nunixsocketperm 777\nsave \"\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let valkey = Container::named("worker-valkey");
+    docker_ok(&[
+        "run",
+        "-d",
+        &format!("--name={}", valkey.0),
+        &on_network,
+        &format!("--user={}:{}", ids.0, ids.1),
+        "--cap-drop=ALL",
+        "--read-only",
+        "--mount",
+        &format!(
+            "type=bind,src={},dst=/usr/local/etc/valkey/valkey.conf,ro",
+            conf.display()
+        ),
+        "--mount",
+        &format!("type=bind,src={},dst=/data", valkey_data.display()),
+        "--mount",
+        &format!("type=bind,src={},dst=/run/valkey", valkey_run.display()),
+        &images.valkey,
+        "valkey-server",
+        "/usr/local/etc/valkey/valkey.conf",
+    ]);
+
+    let main = Container::named("worker-main");
+    generate(&images.synapse, ids, &config);
+    // As MDAD's configuration: a replication listener on 9093, the main process in the
+    // instance map by container name, Redis over the socket mounted at /run-valkey.
+    edit_config(
+        &config,
+        "  - port: 9093\n    type: http\n    resources:\n      - names: [replication]\n",
+        &format!(
+            "instance_map:\n  main:\n    host: {}\n    port: 9093\nredis:\n  enabled: true\n  \
+             path: /run-valkey/valkey.sock\n",
+            main.0
+        ),
+    );
+    let worker_config = config.join("worker.generic_worker1.yaml");
+    std::fs::write(
+        &worker_config,
+        "worker_app: synapse.app.generic_worker\nworker_name: generic_worker1\n\
+         worker_listeners:\n  - type: http\n    port: 8083\n    x_forwarded: true\n\
+         \x20   resources:\n      - names: [client]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&worker_config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown(&worker_config, Some(ids.0), Some(ids.1)).unwrap();
+
+    let valkey_mount = format!("type=bind,src={},dst=/run-valkey", valkey_run.display());
+    start_synapse(
+        &main.0,
+        &images.synapse,
+        ids,
+        &config,
+        &storage,
+        &[&on_network, "--mount", &valkey_mount],
+        &[
+            "run",
+            "-m",
+            "synapse.app.homeserver",
+            "-c",
+            "/data/homeserver.yaml",
+        ],
+    );
+    wait_healthy(&main.0);
+    let socket = valkey_run.join("valkey.sock");
+    let before = valkey_clients(&socket);
+    let worker = Container::named("worker-generic");
+    start_synapse(
+        &worker.0,
+        &images.synapse,
+        ids,
+        &config,
+        &storage,
+        &[
+            &on_network,
+            "--mount",
+            &valkey_mount,
+            "--health-cmd",
+            "curl -fSs http://localhost:8083/health || exit 1",
+            "--health-interval=2s",
+        ],
+        &[
+            "run",
+            "-m",
+            "synapse.app.generic_worker",
+            "-c",
+            "/data/homeserver.yaml",
+            "-c",
+            "/data/worker.generic_worker1.yaml",
+        ],
+    );
+    wait_healthy(&worker.0);
+
+    // The worker holds its own connections to valkey (replication goes through it), and a
+    // login served by the worker works.
+    let after = valkey_clients(&socket);
+    println!("valkey clients: {before} with the main process, {after} with the worker too");
+    assert!(
+        before > 1 && after > before,
+        "valkey clients: {before} before the worker, {after} after"
+    );
+    let password = hex(&random_bytes(18));
+    register(&main.0, "bob", &password);
+    let (status, json) = login(&format!("{}:8083", address(&worker.0)), "bob", &password);
+    assert_eq!(status, 200, "login on the worker: {}", json["errcode"]);
+    assert_eq!(json["user_id"], format!("@bob:{SERVER_NAME}"));
+}
 #[test]
 fn synapse_generate_names_a_bad_variable() {
     let image = &images().synapse;
