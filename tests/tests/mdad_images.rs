@@ -633,6 +633,40 @@ fn synapse_generate_names_a_bad_variable() {
 }
 
 #[test]
+fn synapse_entrypoint_runs_every_module_mdad_names() {
+    // MDAD's worker units run `run -m synapse.app.{generic_worker|media_repository} -c … -c …`;
+    // each module answers --help under the unit's flags (the full worker test is above).
+    let image = &images().synapse;
+    for module in [
+        "synapse.app.homeserver",
+        "synapse.app.generic_worker",
+        "synapse.app.media_repository",
+    ] {
+        let container = Container::named("help");
+        let out = docker(&[
+            "run",
+            "--rm",
+            &format!("--name={}", container.0),
+            "--user=20002:20002",
+            "--cap-drop=ALL",
+            "--read-only",
+            "--tmpfs=/tmp",
+            image,
+            "run",
+            "-m",
+            module,
+            "--help",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("-c CONFIG_FILE"),
+            "run -m {module} --help:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn valkey_answers_ping_on_its_socket_read_only_as_any_user() {
     let image = &images().valkey;
     let ids = random_ids();
