@@ -27,7 +27,9 @@ const SCALES: [&str; 3] = ["small", "medium", "large"];
 
 fn site(scale: &str) -> String {
     root()
-        .join(format!("examples/sites/{scale}/chat.z3r0d3v.com.matrix_ha.yml"))
+        .join(format!(
+            "examples/sites/{scale}/chat.z3r0d3v.com.matrix_ha.yml"
+        ))
         .display()
         .to_string()
 }
@@ -119,7 +121,10 @@ fn render(a: &Ansible, scale: &str, extra: &[(&str, String)]) -> String {
         "/usr/bin/python3".into(),
     );
     for (k, v) in extra {
-        vars.insert((*k).into(), serde_json::from_str(v).unwrap_or(Value::String(v.clone())));
+        vars.insert(
+            (*k).into(),
+            serde_json::from_str(v).unwrap_or(Value::String(v.clone())),
+        );
     }
     let vars_file = a.path("extra.json");
     fs::write(&vars_file, Value::Object(vars).to_string()).unwrap();
@@ -147,14 +152,20 @@ fn certificate(dir: &Path) -> PathBuf {
     let key = dir.join("site.key");
     let crt = dir.join("site.crt");
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=matrix.chat.z3r0d3v.com", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&crt)
         .output()
         .expect("openssl runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut both = fs::read(&crt).unwrap();
     both.extend(fs::read(&key).unwrap());
     fs::write(&pem, both).unwrap();
@@ -170,7 +181,11 @@ fn inventory_group_vars(a: &Ansible, scale: &str) -> Value {
         .arg(first_haproxy(a, scale))
         .output()
         .expect("ansible-inventory runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
@@ -199,7 +214,9 @@ fn rendered_configuration_passes_haproxy_check_at_every_scale() {
             &[("haproxy_tls_certificate", pem.display().to_string())],
         );
         let vars = inventory_group_vars(&a, scale);
-        let backends = vars["haproxy_synapse_backends"].as_array().expect("backends");
+        let backends = vars["haproxy_synapse_backends"]
+            .as_array()
+            .expect("backends");
         let routes = vars["haproxy_synapse_routes"].as_array().expect("routes");
         // One back-end section per emitted back-end plus the two main ones, each with a health
         // check, and every worker server and one backup per worker back-end.
@@ -343,7 +360,11 @@ fn process_list_matches_what_mdad_computes_at_every_scale() {
             .collect();
         let theirs = mdad_workers(&a, scale, &mdad);
         assert!(ours.len() > 20, "{scale}: {ours:?}");
-        assert_eq!(ours, theirs, "{scale}: the inventory's list differs from MDAD's");
+        assert_eq!(
+            ours, theirs,
+            "{scale}: the inventory's list differs from MDAD's"
+        );
+        eprintln!("{scale}: {} workers, as MDAD lists them", theirs.len());
     }
 }
 
@@ -507,6 +528,7 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
             ("haproxy_minio_backends", "[]".into()),
             ("haproxy_public_ports", "[443, 8448]".into()),
             ("haproxy_synapse_check_inter", "200ms".into()),
+            ("haproxy_maxconn", "4096".into()),
         ],
     );
     // A private instance: no chroot, no privilege drop, no shared admin socket.
@@ -546,18 +568,40 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
         .args(["-db", "-f"])
         .arg(&cfg_path)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(fs::File::create(a.path("haproxy.log")).unwrap())
         .spawn()
         .expect("haproxy starts");
-    let _haproxy = HaproxyProcess(child);
-    wait_for("HAProxy to answer", || {
-        get(443, "matrix.chat.z3r0d3v.com", "/_matrix/client/v3/sync", &[]).0 == 200
-    });
+    let mut haproxy = HaproxyProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, head, body) = get(
+            443,
+            "matrix.chat.z3r0d3v.com",
+            "/_matrix/client/v3/sync",
+            &[],
+        );
+        if status == 200 {
+            break;
+        }
+        let exited = haproxy.0.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            panic!(
+                "HAProxy does not answer ({status} {head} {body}; exit {exited:?}):\n{}\n{private}",
+                fs::read_to_string(a.path("haproxy.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let host = "matrix.chat.z3r0d3v.com";
     let token = "Authorization: Bearer syt_YWxpY2U_abcdefghij_0a1b2c";
     let cases: &[(u16, &str, &[&str], &str)] = &[
-        (443, "/_matrix/client/v3/sync", &[token], "matrix-synapse-worker-sync-"),
+        (
+            443,
+            "/_matrix/client/v3/sync",
+            &[token],
+            "matrix-synapse-worker-sync-",
+        ),
         (
             443,
             "/_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message/1",
@@ -576,7 +620,12 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
             &[token],
             "matrix-synapse-worker-stream-writer-7-device-lists",
         ),
-        (443, "/_matrix/client/versions", &[], "matrix-synapse-worker-client-reader-0"),
+        (
+            443,
+            "/_matrix/client/versions",
+            &[],
+            "matrix-synapse-worker-client-reader-0",
+        ),
         (
             443,
             "/_matrix/client/v1/media/download/a/b",
@@ -590,7 +639,12 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
             "matrix-synapse-worker-user-dir-0",
         ),
         (443, "/_synapse/admin/v1/server_version", &[], "main "),
-        (443, "/_matrix/client/v3/rooms/%21abc%3Aexample.org/upgrade", &[token], "main "),
+        (
+            443,
+            "/_matrix/client/v3/rooms/%21abc%3Aexample.org/upgrade",
+            &[token],
+            "main ",
+        ),
         (
             8448,
             "/_matrix/federation/v1/send/1",
@@ -614,14 +668,20 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
     for (port, path, headers, expected) in cases {
         let (status, _, body) = get(*port, host, path, headers);
         assert_eq!(status, 200, "{port} {path}: {body}");
-        assert!(body.starts_with(expected), "{port} {path} reached {body}, not {expected}");
+        assert!(
+            body.starts_with(expected),
+            "{port} {path} reached {body}, not {expected}"
+        );
     }
 
     // Sync is sticky per user: the same user (two tokens) always reaches the same worker.
     let first = get(443, host, "/_matrix/client/v3/sync", &[token]).2;
     let other_device = "Authorization: Bearer syt_YWxpY2U_zyxwvutsrq_9z8y7x";
     for _ in 0..8 {
-        assert_eq!(get(443, host, "/_matrix/client/v3/sync", &[other_device]).2, first);
+        assert_eq!(
+            get(443, host, "/_matrix/client/v3/sync", &[other_device]).2,
+            first
+        );
     }
 
     // X-Forwarded-For is the connection's address, whatever the client sent.
@@ -655,7 +715,9 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
         }
     }
     wait_for("sync to fall back to main", || {
-        get(443, host, "/_matrix/client/v3/sync", &[token]).2.starts_with("main ")
+        get(443, host, "/_matrix/client/v3/sync", &[token])
+            .2
+            .starts_with("main ")
     });
     // Main down as well: a JSON 503 at once.
     for down in downs.values() {
@@ -668,6 +730,10 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
     let (status, _, body) = get(443, host, "/_matrix/client/versions", &[]);
     assert_eq!(status, 503);
     assert!(body.contains("\"errcode\""), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     drop(stubs);
 }
