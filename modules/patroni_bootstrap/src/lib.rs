@@ -520,6 +520,14 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
 
     let path_error = |e: fs::FsError| Failure::new(format!("option 'config_path': {e}"));
     let target = fs::resolve(Path::new(&args.config_path)).map_err(path_error)?;
+    // Held from the read to the write: a concurrent run reads what this one wrote.
+    let lock = match ctx.check_mode {
+        true => None,
+        false => Some(fs::lock(&target).map_err(path_error)?),
+    };
+    for note in lock.iter().flat_map(fs::Locked::notes) {
+        ctx.warn(note);
+    }
     let current = fs::read(&target).map_err(path_error)?;
     let before: &[u8] = current.as_ref().map_or(&[], |(bytes, _)| bytes);
     let writes_content = content.as_bytes() != before;
@@ -559,18 +567,19 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             content.clone(),
         ));
     }
-    if !ctx.check_mode {
+    if let Some(lock) = &lock {
         if writes_content {
             let opts = WriteOptions {
                 attrs,
                 default_mode: 0o600,
                 backup: false,
             };
-            fs::write(&target, content.as_bytes(), current.as_ref(), &opts)?;
+            fs::write(lock, content.as_bytes(), current.as_ref(), &opts)?;
         } else if !attr_changes.is_empty() {
             fs::set_attrs(&target, &attrs)?;
         }
     }
+    drop(lock);
 
     if args.wait_for_cluster {
         let api = valid.restapi_connect.text();
