@@ -181,7 +181,7 @@ pub fn is_parameter_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -288,6 +288,77 @@ mod tests {
             &"x".repeat(64),
         ] {
             assert!(!is_parameter_name(bad), "{bad:?}");
+        }
+    }
+
+    /// Characters that matter to some syntax, plus ordinary ones.
+    pub(crate) fn tricky_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let chars = prop::sample::select(vec![
+            'a',
+            'Z',
+            '_',
+            '1',
+            '.',
+            ',',
+            ' ',
+            '\t',
+            '\n',
+            '\r',
+            '\0',
+            '=',
+            '[',
+            ']',
+            '#',
+            ';',
+            '"',
+            '\'',
+            '\\',
+            '$',
+            '`',
+            '{',
+            '}',
+            '!',
+            ':',
+            '-',
+            'é',
+            '\u{85}',
+            '\u{2028}',
+            '\u{7f}',
+            '\u{feff}',
+            '\u{1f600}',
+        ]);
+        prop::collection::vec(chars, 0..12).prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Whatever the value, a value the check lets through holds nothing its syntax splits
+        /// on, and a refusal names the option and shows the value escaped on one line.
+        #[test]
+        fn a_value_passes_only_without_its_syntaxs_separators(value in tricky_text()) {
+            for syntax in [Syntax::Line, Syntax::IniValue, Syntax::IniListItem,
+                           Syntax::KeepalivedWord, Syntax::EnvValue, Syntax::HostsField] {
+                match check("opt", &value, syntax) {
+                    Ok(()) => {
+                        proptest::prop_assert!(!value.chars().any(is_forbidden_char));
+                        proptest::prop_assert!(!value.chars().any(|c| syntax.separators().contains(&c)));
+                        if syntax.splits_on_blanks() {
+                            proptest::prop_assert!(!value.chars().any(char::is_whitespace));
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        proptest::prop_assert!(text.starts_with("option 'opt': value \""), "{}", text);
+                        proptest::prop_assert!(!text.contains('\n') && !text.contains('\0'), "{}", text);
+                    }
+                }
+            }
         }
     }
 }

@@ -74,3 +74,58 @@ pub fn per_run(prefix: &str, bytes: usize) -> String {
         buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }
+
+/// Property-test text: short strings of the characters some configuration syntax gives a
+/// meaning to (line breaks, NUL, separators, quotes, comment starts, Unicode line separators)
+/// mixed with ordinary ones.
+pub fn tricky_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let chars = prop::sample::select(vec![
+        'a',
+        'Z',
+        '_',
+        '1',
+        '.',
+        ',',
+        ' ',
+        '\t',
+        '\n',
+        '\r',
+        '\0',
+        '=',
+        '[',
+        ']',
+        '#',
+        ';',
+        '"',
+        '\'',
+        '\\',
+        '$',
+        '`',
+        '{',
+        '}',
+        '!',
+        ':',
+        '-',
+        '/',
+        '%',
+        'é',
+        '\u{85}',
+        '\u{2028}',
+        '\u{7f}',
+        '\u{feff}',
+        '\u{1f600}',
+    ]);
+    prop::collection::vec(chars, 0..12).prop_map(|v| v.into_iter().collect())
+}
+
+/// Property-test text that is mostly ordinary: `word` from `words`, or [`tricky_text`].
+pub fn word_or_tricky(
+    words: &'static [&'static str],
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        prop::sample::select(words).prop_map(str::to_string),
+        tricky_text(),
+    ]
+}
