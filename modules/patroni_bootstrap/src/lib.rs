@@ -249,9 +249,13 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .doc(&["Connections kept for superusers (C(patroni_superuser_reserved_connections))."]),
         OptionSpec::new("parameters", Kind::Dict).doc(&[
             "PostgreSQL parameters that replace the sized ones or add to them (text, numbers \
-             or booleans). Parameters Patroni or this module set from other options (port, \
-             listen_addresses, max_connections, wal_level, hot_standby, password_encryption, \
-             synchronous_standby_names, …) are refused.",
+             or booleans). Names follow postgresql.conf's grammar (C(name) or \
+             C(extension.name), lower case); text values are one line without control \
+             characters (Patroni writes them into postgresql.conf). Every string is written \
+             quoted, so C(on), C(off), C(yes), C(no) stay text for Patroni. Parameters Patroni or \
+             this module set from other options (port, listen_addresses, max_connections, \
+             wal_level, hot_standby, password_encryption, synchronous_standby_names, …) are \
+             refused.",
         ]),
         OptionSpec::new("memory_mb", Kind::Int)
             .range(256, 1 << 30)

@@ -126,8 +126,8 @@ static AUTH_USER_OPTIONS: [OptionSpec; 3] = [
         .required()
         .doc(&["Role name."]),
     OptionSpec::new("password", Kind::Str).no_log().doc(&[
-        "Its password: a SCRAM-SHA-256 verifier is computed from it on the target, the password \
-         itself is never written. An existing verifier the password still matches is kept, so \
+        "Its password, at least 8 characters: a SCRAM-SHA-256 verifier is computed from it on \
+         the target, the password itself is never written. An existing verifier the password still matches is kept, so \
          re-runs change nothing.",
     ]),
     OptionSpec::new("verifier", Kind::Str).no_log().doc(&[
@@ -300,7 +300,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .doc(&["The admin console user (C(admin_users))."]),
         OptionSpec::new("admin_password", Kind::Str)
             .no_log()
-            .doc(&["Its password (a verifier goes into the auth file). Without it, reload is by SIGHUP and nothing can be verified."]),
+            .doc(&["Its password, at least 8 characters (a verifier goes into the auth file). Without it, reload is by SIGHUP and nothing can be verified."]),
         OptionSpec::new("stats_users", Kind::List)
             .elements(Kind::Str)
             .default(DefaultValue::EmptyList)
@@ -308,7 +308,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("ignore_startup_parameters", Kind::List)
             .elements(Kind::Str)
             .default(DefaultValue::EmptyList)
-            .doc(&["Startup parameters PgBouncer accepts and ignores (for example C(extra_float_digits), C(options))."]),
+            .doc(&["Startup parameters PgBouncer accepts and ignores (for example C(extra_float_digits), C(options)). Each is a parameter name: letters, digits and C(_), not starting with a digit, or C(extension.name); at most 63 bytes. Anything else (a comma, a blank, a line break, NUL) is refused naming the item."]),
         OptionSpec::new("so_reuseport", Kind::Bool)
             .default(DefaultValue::Bool(false))
             .doc(&["Several processes share O(listen_port)."]),
@@ -320,7 +320,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .suboptions(&PEER_OPTIONS)
             .default(DefaultValue::EmptyList)
             .doc(&["The C([peers]) section: every process of the group, this one included."]),
-        OptionSpec::new("settings", Kind::Dict).doc(&["Other C([pgbouncer]) settings, written after the computed ones (a computed key cannot be overridden here)."]),
+        OptionSpec::new("settings", Kind::Dict).doc(&["Other C([pgbouncer]) settings, written after the computed ones (a computed key cannot be overridden here). Keys are PgBouncer setting names (lower-case letters, digits and C(_)); values are text, numbers or booleans on one line, without control characters and without a blank at either end (PgBouncer's reader would strip it)."]),
         OptionSpec::new("owner", Kind::Str)
             .default(DefaultValue::Str("postgres"))
             .doc(&["Owner of both files."]),
@@ -341,7 +341,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("login_user", Kind::Str)
             .default(DefaultValue::Str("postgres"))
             .doc(&["Role to log in as."]),
-        OptionSpec::new("login_password", Kind::Str).no_log().doc(&["Its password (sent only inside the SCRAM exchange)."]),
+        OptionSpec::new("login_password", Kind::Str).no_log().doc(&["Its password, at least 8 characters (sent only inside the SCRAM exchange)."]),
         OptionSpec::new("login_db", Kind::Str)
             .default(DefaultValue::Str("postgres"))
             .doc(&["Database to connect to."]),
