@@ -423,3 +423,53 @@ fn an_architecture_we_do_not_ship_fails_clearly() {
     );
     assert_eq!(fs::read_to_string(&hosts).unwrap(), STOCK);
 }
+
+/// A cache directory that another user could change (a component writable by others without
+/// the sticky bit, or owned by another user) is refused before anything is copied into it or
+/// run from it: the task runs on the plain path, with a warning naming the component. The
+/// test bed itself lives under /tmp (sticky, root's), which is accepted.
+#[test]
+fn a_cache_directory_another_user_could_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = Bed::new();
+    let nobody = 65534; // Debian's nobody
+    for (what, mode, owner) in [
+        ("world-writable", 0o777, None),
+        ("group-writable", 0o770, None),
+        ("owned by nobody", 0o755, Some(nobody)),
+    ] {
+        let shared = bed.ansible.path(&what.replace(' ', "-"));
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        if let Some(uid) = owner {
+            std::os::unix::fs::chown(&shared, Some(uid), Some(uid)).unwrap();
+        }
+        let cache = shared.join("cache");
+        let cache_var = format!("matrix_ha_remote_cache={}", cache.display());
+        fs::write(bed.hosts_file(), STOCK).unwrap();
+        let run = bed.play(THREE_TASKS, &["-e", &cache_var]).ok();
+        let output = format!("{}{}", run.stdout, run.stderr);
+        // Ansible wraps warnings: compare without white space.
+        let flat: String = output.split_whitespace().collect();
+        assert!(
+            flat.contains("theremotecachedirectoryisnotprivate")
+                && flat.contains(&shared.display().to_string()),
+            "{what}: no warning naming {}:\n{output}",
+            shared.display()
+        );
+        let hosts = fs::read_to_string(bed.hosts_file()).unwrap();
+        for marker in ["one", "two", "three"] {
+            assert!(
+                hosts.contains(&format!("# BEGIN z3r0d3v.matrix_ha.etc_hosts {marker}\n")),
+                "{what}: the plain path did not run the task:\n{hosts}"
+            );
+        }
+        let cached: Vec<_> = fs::read_dir(&cache)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            cached.is_empty(),
+            "{what}: something was cached: {cached:?}"
+        );
+    }
+}
