@@ -78,6 +78,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         "Writes are atomic (temporary file, fsync, rename). A bind-mounted file (such as \
          /etc/hosts in a container) cannot be renamed over: it is then rewritten in place, \
          never left empty or short, and the result has RV(write_method=in_place) and a warning.",
+        "Runs against one file at once (several plays, C(delegate_to) tasks with different \
+         markers) are serialized by an exclusive lock on C(.NAME.matrix-ha.lock) beside the \
+         file, held from the read to the write: no run loses another's block. A temporary \
+         file left by a killed run is removed by the next one, with a warning.",
     ],
     options: &[
         OptionSpec::new("path", Kind::Path)
