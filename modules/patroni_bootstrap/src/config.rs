@@ -311,12 +311,18 @@ fn check_path(errors: &mut Vec<ConfigError>, option: &str, value: &str) {
     }
 }
 
+/// The longest text value of a parameter (PostgreSQL's longest in practice, lists such as
+/// `shared_preload_libraries`, are far shorter).
+pub const MAX_PARAMETER_VALUE: usize = 4096;
+
 /// A JSON override value as YAML: text (one line, no control character: Patroni writes it
 /// into postgresql.conf), a number or a boolean.
 fn parameter_value(value: &serde_json::Value) -> Option<Yaml> {
     match value {
         serde_json::Value::String(s)
-            if !s.is_empty() && text::problem(s, Syntax::Line).is_none() =>
+            if !s.is_empty()
+                && s.len() <= MAX_PARAMETER_VALUE
+                && text::problem(s, Syntax::Line).is_none() =>
         {
             Some(Yaml::String(s.clone()))
         }
@@ -517,6 +523,11 @@ impl Settings {
                         match value.as_str() {
                             Some(t) => match text::problem(t, Syntax::Line) {
                                 Some(reason) => format!("{} {reason}", text::shown(t)),
+                                None if t.len() > MAX_PARAMETER_VALUE => format!(
+                                    "{} has {} bytes; at most {MAX_PARAMETER_VALUE} are allowed",
+                                    text::shown(t),
+                                    t.len()
+                                ),
                                 None => format!("value {value} must be a non-empty string, a number or a boolean"),
                             },
                             None => format!("value {value} must be a non-empty string, a number or a boolean"),
@@ -1057,6 +1068,8 @@ mod tests {
         s.parameters
             .insert("log_line_prefix".into(), "%m\nrestore_command = 'x'".into());
         s.parameters.insert("Bad Key".into(), "1".into());
+        s.parameters
+            .insert("search_path".into(), "p".repeat(5000).into());
         s.users[0].settings = Some(BTreeMap::from([(
             "search_path".to_string(),
             serde_json::json!("public\u{0}"),

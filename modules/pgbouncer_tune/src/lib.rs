@@ -470,6 +470,9 @@ fn to_u16(option: &str, v: i64) -> Result<u16, Failure> {
         .ok_or_else(|| bad(option, v, "is not a port (1 to 65535)"))
 }
 
+/// The longest value of an O(settings) entry (PgBouncer's longest, a query, is far shorter).
+const MAX_SETTING_VALUE: usize = 4096;
+
 /// Keys the module computes; O(settings) cannot set them.
 const OWNED_KEYS: &[&str] = &[
     "listen_addr",
@@ -715,6 +718,16 @@ fn validate(a: &Args) -> Result<Checked, Failure> {
             }
         };
         text::check(&format!("settings.{k}"), &value_text, Syntax::IniValue)?;
+        if value_text.len() > MAX_SETTING_VALUE {
+            return Err(bad(
+                &format!("settings.{k}"),
+                text::shown(&value_text).trim_start_matches("value "),
+                &format!(
+                    "has {} bytes; at most {MAX_SETTING_VALUE} are allowed",
+                    value_text.len()
+                ),
+            ));
+        }
         settings.push((k.clone(), value_text));
     }
     settings.sort();
