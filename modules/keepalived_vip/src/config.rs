@@ -130,12 +130,13 @@ fn check_command(errs: &mut Vec<Invalid>, option: &str, value: &str) {
             value.escape_debug(),
             "must start with the absolute path of a program (keepalived runs it without a shell)",
         ));
-    } else if value.chars().any(config_unsafe) {
+    } else if value.chars().any(|c| config_unsafe(c) || c == '\'') {
+        // keepalived splits a script's command line itself, with single quotes grouping.
         errs.push(invalid(
             option,
             value.escape_debug(),
-            "contains a character keepalived's parser treats specially (quote, brace, '#', '!', \
-             backslash or a control character)",
+            "contains a character keepalived's parser treats specially (quote, single quote, \
+             brace, '#', '!', backslash or a control character)",
         ));
     } else if value.len() > MAX_COMMAND {
         errs.push(Invalid {
@@ -597,6 +598,7 @@ mod tests {
             (Box::new(|r| r.unicast_src_ip = Some("10.20.0.99".into())), "option 'unicast_src_ip': value \"10.20.0.99\" is not an address of interface 'eth0'"),
             (Box::new(|r| r.check_script = "pgrep haproxy".into()), "option 'check_script'"),
             (Box::new(|r| r.check_script = "/bin/true\" }".into()), "option 'check_script'"),
+            (Box::new(|r| r.check_script = "/usr/bin/pgrep 'a".into()), "option 'check_script': value \"/usr/bin/pgrep \\'a\" contains a character keepalived's parser treats specially"),
         ];
         for (change, expected) in cases {
             let mut r = request();

@@ -111,7 +111,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .default(DefaultValue::Str("/usr/bin/pgrep -x haproxy"))
             .doc(&[
                 "The health check of HAProxy, run by keepalived as O(script_user) without a \
-                    shell: an absolute program path and its arguments; exit 0 means healthy.",
+                    shell: an absolute program path and its arguments; exit 0 means healthy. \
+                    At most 512 bytes, without quotes, single quotes, braces, C(#), C(!), \
+                    C(\\) or control characters (keepalived's own command-line splitting).",
             ]),
         OptionSpec::new("check_interval", Kind::Int)
             .default(DefaultValue::Int(2))

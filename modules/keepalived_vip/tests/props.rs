@@ -123,3 +123,111 @@ proptest! {
         }
     }
 }
+
+/// A `keepalived` that runs in a network namespace of its own with the veth interface `mh0`
+/// (10.20.0.11/24), for config tests of files that name it. Needs root (unshare).
+fn keepalived_in_netns(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = keepalived_vip::system::find_program("keepalived")
+        .expect("keepalived is installed (scripts/setup)");
+    let wrapper = dir.join("keepalived");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec unshare -n sh -c 'ip link add mh0 type veth peer name mh1 && ip link set mh0 up \
+             && ip addr add 10.20.0.11/24 dev mh0 && exec \"$0\" \"$@\"' {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// Printable text keepalived's word syntax lets through: odd, but never a separator.
+fn odd_word() -> impl Strategy<Value = String> {
+    let chars = prop::sample::select(vec![
+        'a',
+        '_',
+        '1',
+        '.',
+        ',',
+        ':',
+        ';',
+        '-',
+        '/',
+        '=',
+        '[',
+        ']',
+        '$',
+        '`',
+        '\'',
+        '%',
+        '@',
+        '~',
+        '^',
+        '&',
+        '*',
+        '(',
+        ')',
+        '+',
+        '|',
+        '<',
+        '>',
+        '?',
+        'é',
+        '\u{1f600}',
+    ]);
+    prop::collection::vec(chars, 1..12).prop_map(|v| v.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Whatever the module accepts, keepalived's own config test (`keepalived -t`) accepts
+    /// without a message.
+    #[test]
+    fn keepalived_accepts_every_file_the_module_writes(
+        instance_name in prop_oneof![odd_word(), word_or_tricky(&["matrix_ha_vip", "VI_1"])],
+        auth_pass in prop_oneof![
+            odd_word().prop_map(|w| format!("{w}xxxxxxxx").chars().take(8).collect()),
+            eight_chars(),
+        ],
+        script_arg in prop_oneof![odd_word(), word_or_tricky(&["-x haproxy", "-e /run/x"])],
+        notify in proptest::option::of(prop_oneof![
+            odd_word().prop_map(|w| format!("/usr/local/bin/{w}")),
+            word_or_tricky(&["/usr/local/bin/vip-notify"]),
+        ]),
+    ) {
+        let req = Request {
+            interface: "mh0".into(),
+            vip: "10.20.0.10/24".into(),
+            priority: 150,
+            peers: vec!["10.20.0.12".into()],
+            auth_pass: Some(auth_pass),
+            advert_int: 1,
+            nopreempt: true,
+            check_script: format!("/usr/bin/pgrep {script_arg}"),
+            check_interval: 2,
+            check_fall: 2,
+            check_rise: 2,
+            script_user: "root".into(),
+            instance_name,
+            notify_script: notify,
+            ..Request::default()
+        };
+        let mh0: Vec<Ipv4Net> = vec!["10.20.0.11/24".parse().unwrap()];
+        if let Ok(settings) = validate(&req, Some(&mh0)) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("keepalived.conf");
+            std::fs::write(&file, render(&settings)).unwrap();
+            let keepalived = keepalived_in_netns(dir.path());
+            let verdict = keepalived_vip::system::config_test(&keepalived, &file);
+            prop_assert!(verdict.is_ok(), "keepalived -t refused {:?}: {}", req, verdict.unwrap_err());
+        }
+    }
+}
