@@ -10,7 +10,8 @@
 //! empty or short: space is reserved first (`posix_fallocate`, so a full disk fails before
 //! anything is touched), the new bytes are written from offset 0 over the old ones, and only
 //! then is the file cut to the new length. The fsynced temporary file stays next to the target
-//! until the rewrite is complete, so a crash mid-way leaves a full copy of the new content;
+//! until the rewrite is complete, so a crash mid-way leaves a full copy of the new content
+//! (until the next run, which rewrites the file and removes the copy with a warning);
 //! a failed write puts the old content back. The result says the file was written in place.
 //!
 //! Every write happens under [`lock`]: an exclusive `flock` on `.NAME.matrix-ha.lock` beside
