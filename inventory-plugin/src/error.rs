@@ -16,6 +16,26 @@ pub enum SiteError {
     #[error("{path}: malformed site file: {message}")]
     Yaml { path: PathBuf, message: String },
 
+    #[error(
+        "{path}: the site file has {size} bytes or more; site files are limited to {limit} bytes \
+         (a site is a few kilobytes: is this the right file?)"
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
+    #[error(
+        "{path}: line {line}: the site file nests deeper than {limit} levels (a site file needs \
+         about 5)"
+    )]
+    TooDeep {
+        path: PathBuf,
+        line: usize,
+        limit: usize,
+    },
+
     #[error("no site file given: pass --site PATH or set MATRIX_HA_SITE")]
     NoSite,
 
@@ -178,6 +198,8 @@ fn render(path: &std::path::Path, error: &SiteError) -> String {
     match error {
         SiteError::Read { .. }
         | SiteError::Yaml { .. }
+        | SiteError::TooLarge { .. }
+        | SiteError::TooDeep { .. }
         | SiteError::NoSite
         | SiteError::EmptyDirectory { .. }
         | SiteError::DuplicateSite { .. }

@@ -325,7 +325,29 @@ fn parse_network(site: &str, text: Option<&str>) -> Result<Ipv4Net, SiteError> {
     if net.prefix_len() > 30 {
         return Err(invalid(text, "a /31 or /32 has no room for a cluster"));
     }
+    if !is_private(net) {
+        return Err(invalid(
+            text,
+            "not a private network: the site's network must lie inside 10.0.0.0/8, \
+             172.16.0.0/12 or 192.168.0.0/16 (RFC 1918) or 100.64.0.0/10 (RFC 6598, shared \
+             address space); the cluster's database and storage ports listen on it",
+        ));
+    }
     Ok(net)
+}
+
+/// Whether `net` lies wholly inside an RFC 1918 private range or RFC 6598's shared address
+/// space (the IPv4 ranges that are never routed on the internet; the site network is IPv4).
+pub fn is_private(net: Ipv4Net) -> bool {
+    const RANGES: [(Ipv4Addr, u8); 4] = [
+        (Ipv4Addr::new(10, 0, 0, 0), 8),
+        (Ipv4Addr::new(172, 16, 0, 0), 12),
+        (Ipv4Addr::new(192, 168, 0, 0), 16),
+        (Ipv4Addr::new(100, 64, 0, 0), 10),
+    ];
+    RANGES
+        .iter()
+        .any(|&(addr, len)| Ipv4Net::new(addr, len).is_ok_and(|range| range.contains(&net)))
 }
 
 fn parse_addr(site: &str, option: &str, text: &str) -> Result<Ipv4Addr, SiteError> {

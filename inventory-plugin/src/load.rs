@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{FileError, SiteError};
 use crate::planned::PlannedSite;
-use crate::site::SiteFile;
+use crate::site::{SiteFile, MAX_SITE_FILE_BYTES};
 
 /// Reads and plans the site file at `path`, or every `*.yml`/`*.yaml` file of the directory at
 /// `path` (sorted by file name). Sites of one directory must differ in name and domain.
@@ -72,15 +72,44 @@ pub fn load(path: &Path) -> Result<Vec<PlannedSite>, FileError> {
 const MIN_FILES_PER_THREAD: usize = 32;
 
 fn load_one(file: &Path) -> Result<PlannedSite, FileError> {
-    let text = std::fs::read_to_string(file).map_err(|source| {
-        SiteError::Read {
-            path: file.to_path_buf(),
-            source,
-        }
-        .in_file(file)
-    })?;
+    let text = read_limited(file).map_err(|e| e.in_file(file))?;
     let parsed = SiteFile::parse(&text, file).map_err(|e| e.in_file(file))?;
     PlannedSite::plan(&parsed).map_err(|e| e.in_file(file))
+}
+
+/// The text of a site file, refused without reading it whole when it is larger than
+/// [`MAX_SITE_FILE_BYTES`].
+fn read_limited(file: &Path) -> Result<String, SiteError> {
+    use std::io::Read;
+    let read_err = |source| SiteError::Read {
+        path: file.to_path_buf(),
+        source,
+    };
+    let too_large = |size| SiteError::TooLarge {
+        path: file.to_path_buf(),
+        size,
+        limit: MAX_SITE_FILE_BYTES,
+    };
+    let handle = std::fs::File::open(file).map_err(read_err)?;
+    let size = handle.metadata().map_err(read_err)?.len();
+    if size > MAX_SITE_FILE_BYTES {
+        return Err(too_large(size));
+    }
+    // The size can grow after the check (or be 0 for a pipe): read one byte past the limit.
+    let mut bytes = Vec::new();
+    handle
+        .take(MAX_SITE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_SITE_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {e}"),
+        ))
+    })
 }
 
 fn site_files(path: &Path) -> Result<Vec<PathBuf>, SiteError> {

@@ -97,11 +97,91 @@ impl SiteFile {
         if text.trim().is_empty() {
             return Ok(SiteFile::default());
         }
+        if text.len() as u64 > MAX_SITE_FILE_BYTES {
+            return Err(SiteError::TooLarge {
+                path: path.to_path_buf(),
+                size: text.len() as u64,
+                limit: MAX_SITE_FILE_BYTES,
+            });
+        }
+        // The YAML parser takes time quadratic in the nesting depth: refuse deep files before.
+        if let Some(line) = deeper_than(text, MAX_SITE_FILE_DEPTH) {
+            return Err(SiteError::TooDeep {
+                path: path.to_path_buf(),
+                line,
+                limit: MAX_SITE_FILE_DEPTH,
+            });
+        }
         serde_yaml_ng::from_str(text).map_err(|e| SiteError::Yaml {
             path: path.to_path_buf(),
             message: yaml_message(&e),
         })
     }
+}
+
+/// The largest site file read (1 MiB); a site file is a few kilobytes.
+pub const MAX_SITE_FILE_BYTES: u64 = 1 << 20;
+
+/// The deepest nesting of a site file (block and flow levels together); a site file needs
+/// about 5.
+pub const MAX_SITE_FILE_DEPTH: usize = 32;
+
+/// The first line (1-based) at which `text` nests deeper than `limit`, by a scan that never
+/// under-counts: each deeper indentation of a block line is a level, each leading `- ` of a
+/// line is a level, each `[` or `{` outside quotes and comments is a level until it closes.
+/// `None` when it never does.
+pub fn deeper_than(text: &str, limit: usize) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut in_double = false;
+    let mut in_single = false;
+    for (number, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        let quoted = in_double || in_single;
+        if flow == 0 && !quoted {
+            if body.is_empty() || body.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - body.len();
+            while indents.last().is_some_and(|&i| i > indent) {
+                indents.pop();
+            }
+            if indents.last().is_none_or(|&i| i < indent) {
+                indents.push(indent);
+            }
+        }
+        let mut depth = indents.len();
+        let mut rest = body;
+        if flow == 0 && !quoted {
+            while rest == "-" || rest.starts_with("- ") {
+                depth += 1;
+                rest = rest[1..].trim_start_matches(' ');
+            }
+        }
+        let mut previous = ' ';
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if in_double => {
+                    chars.next();
+                }
+                '"' if !in_single => in_double = !in_double,
+                '\'' if !in_double => in_single = !in_single,
+                '#' if !in_double && !in_single && previous.is_whitespace() => break,
+                '[' | '{' if !in_double && !in_single => flow += 1,
+                ']' | '}' if !in_double && !in_single => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if depth + flow > limit {
+                return Some(number + 1);
+            }
+            previous = c;
+        }
+        if depth + flow > limit {
+            return Some(number + 1);
+        }
+    }
+    None
 }
 
 fn yaml_message(e: &serde_yaml_ng::Error) -> String {

@@ -222,6 +222,21 @@ fn bad_site_files_fail_with_a_clear_message() {
             &["patroni-4", "scale small"],
         ),
         (
+            "public network",
+            "domain: chat.z3r0d3v.com\nscale: small\nnetwork: 8.8.8.0/24\nvip: 8.8.8.10\n".into(),
+            &["option `network` is invalid: \"8.8.8.0/24\"", "not a private network", "RFC 1918"],
+        ),
+        (
+            "the whole internet as the network",
+            "domain: chat.z3r0d3v.com\nscale: small\nnetwork: 0.0.0.0/0\nvip: 10.20.0.10\n".into(),
+            &["option `network` is invalid: \"0.0.0.0/0\"", "not a private network"],
+        ),
+        (
+            "network straddling a private range",
+            "domain: chat.z3r0d3v.com\nscale: small\nnetwork: 172.0.0.0/8\nvip: 172.16.0.10\n".into(),
+            &["option `network` is invalid: \"172.0.0.0/8\"", "not a private network"],
+        ),
+        (
             "unknown scale",
             "domain: chat.z3r0d3v.com\nscale: huge\nnetwork: 10.20.0.0/24\nvip: 10.20.0.10\n".into(),
             &["unknown scale", "huge"],
@@ -313,6 +328,59 @@ fn bad_site_files_fail_with_a_clear_message() {
         for needle in *needles {
             assert!(err.contains(needle), "{what}: {needle:?} not in: {err}");
         }
+    }
+}
+
+#[test]
+fn site_files_past_the_size_and_depth_limits_fail_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "100,000 flow levels",
+            format!(
+                "{GOOD}extra: {}{}\n",
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            ),
+            "nests deeper than 32 levels",
+        ),
+        (
+            // Indentation costs space: 1,400 block levels are what fits in 1 MiB.
+            "1,400 block levels",
+            format!(
+                "{GOOD}extra:\n{}",
+                (1..1_400)
+                    .map(|i| format!("{}k:\n", " ".repeat(i)))
+                    .collect::<String>()
+            ),
+            "nests deeper than 32 levels",
+        ),
+        (
+            "100,000 sequence levels on one line",
+            format!("{GOOD}extra:\n{}x\n", "- ".repeat(100_000)),
+            "nests deeper than 32 levels",
+        ),
+        (
+            "a 100 MB file",
+            format!("{GOOD}# {}\n", "x".repeat(100 << 20)),
+            "site files are limited to 1048576 bytes",
+        ),
+    ];
+    for (what, text, needle) in cases {
+        let file = dir.path().join("site.yml");
+        std::fs::write(&file, &text).expect("writes");
+        let started = std::time::Instant::now();
+        inventory()
+            .arg("--site")
+            .arg(&file)
+            .arg("--list")
+            .fails_with(needle);
+        // Not a timing assertion on speed: a parse of these takes minutes, a refusal does not.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
     }
 }
 

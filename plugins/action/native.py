@@ -10,9 +10,12 @@ This action plugin, which meta/runtime.yml assigns to every module of the collec
 module binary in a per-user cache directory on the target (mode 0700), named by the binary's
 SHA-256, and runs it with the module arguments on standard input (`BINARY -`):
 
-- cached: one round trip. A shell snippet checks the architecture, that the cache directory and
-  file belong to the (become) user, and the file's SHA-256; only then runs it. A stale or
-  tampered file is never executed.
+- cached: one round trip. A shell snippet checks the architecture; that no component of the
+  cache directory's real path can be changed by another user (each is owned by root or the
+  (become) user, and none is writable by group or others unless it is sticky, like /tmp); that
+  the directory and the file belong to the user; then copies the file into a fresh private
+  directory, verifies the copy's SHA-256 and runs that copy, so the file verified is the file
+  executed. A stale or tampered file is never executed.
 - not cached (first task on a host, new version, failed check): the binary is uploaded to a
   temporary directory, copied into the cache by the (become) user, its SHA-256 verified there,
   and run in the same command; older versions of that module are removed from the cache.
@@ -27,7 +30,9 @@ input, ANSIBLE_KEEP_REMOTE_FILES, `matrix_ha_fast_path: false`, and a become tha
 the one the binaries are built for fails with a clear message.
 
 The cache directory is `~/.cache/z3r0d3v.matrix_ha` of the user the module runs as (root's for
-`become: true`), or the variable `matrix_ha_remote_cache`.
+`become: true`), or the variable `matrix_ha_remote_cache`. A cache directory another user could
+change (a path component owned by someone else, or group- or world-writable without the sticky
+bit) is refused with a warning, and the task runs on the plain path.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ DEFAULT_CACHE = "~/.cache/z3r0d3v.matrix_ha"
 MISS = "MATRIX_HA_FAST_PATH_MISS"
 ARCH = "MATRIX_HA_FAST_PATH_ARCH"
 INSTALL_FAILED = "MATRIX_HA_FAST_PATH_INSTALL_FAILED"
+UNSAFE = "MATRIX_HA_FAST_PATH_UNSAFE"
 TTY_MARKERS = ("must have a tty", "no tty present", "a terminal is required")
 
 # path -> (size, mtime_ns, sha256): the binaries do not change during a run.
@@ -162,6 +168,14 @@ class ActionModule(ActionBase):
         stderr = res.get("stderr", "")
         if res.get("rc") != 0 and any(m in stderr for m in TTY_MARKERS):
             raise _Fallback("the become method needs a tty: " + stderr.strip().splitlines()[0])
+        unsafe = self._marker(res, UNSAFE)
+        if unsafe is not None:
+            display.warning(
+                f"matrix_ha: the remote cache directory is not private: {unsafe} is owned by "
+                "another user or writable by group or others (not sticky); running the module "
+                "on the plain path instead"
+            )
+            raise _Fallback(f"unsafe cache directory component {unsafe}")
         arch = self._marker(res, ARCH)
         if arch is not None:
             raise AnsibleError(
@@ -204,8 +218,9 @@ class ActionModule(ActionBase):
 
 class _Snippet:
     """The shell commands of the fast path (POSIX sh; coreutils' sha256sum and mktemp)."""
-    # The cached case spawns three processes besides the module (uname, sha256sum and the
-    # command substitution's subshell): every one costs time on every task.
+    # The cached case spawns a few processes besides the module (uname, id, find, mktemp, cp,
+    # sha256sum, rm and the command substitutions' subshells): each costs about a millisecond
+    # on every task, a price for verifying and executing the same file.
 
     def __init__(self, name, digest, cache_dir, env):
         self.name = name
@@ -222,20 +237,50 @@ class _Snippet:
             f"case \" {shipped} \" in *\" $a \"*) ;; *) echo {ARCH} \"$a\"; exit 0;; esac; "
         )
 
+    @staticmethod
+    def _owned(path):
+        # A regular file, not a link, owned by this user, in a directory of this user's.
+        return f"[ -O \"$d\" ] && [ -f {path} ] && [ ! -L {path} ] && [ -O {path} ]"
+
     def _verified(self, path):
-        # Owned by this user, a regular file, not a link, and the expected content.
+        # Owned as above, and the expected content.
         return (
-            f"[ -O \"$d\" ] && [ -f {path} ] && [ ! -L {path} ] && [ -O {path} ] && "
+            f"{self._owned(path)} && "
             f"h=$(sha256sum < {path}) && [ \"${{h%% *}}\" = {self.digest} ]"
         )
 
-    def _exec(self):
-        return f"{self.env} \"$f\" -".strip()
+    @staticmethod
+    def _private():
+        # Every component of the directory's real path ($PWD after cd -P): owned by root or
+        # this user, and not writable by group or others unless sticky (/tmp). One find for
+        # all; it prints the first component that fails. The shell's directory is restored.
+        return (
+            "o=$PWD; cd -P \"$d\" || exit 1; set -- /; r=${PWD#/}; c=; "
+            "while [ -n \"$r\" ]; do c=\"$c/${r%%/*}\"; set -- \"$@\" \"$c\"; "
+            "case $r in */*) r=${r#*/};; *) r=;; esac; done; "
+            "u=$(id -u); b=$(find \"$@\" -maxdepth 0 \\( \\( -perm /022 ! -perm -1000 \\) "
+            "-o ! \\( -uid 0 -o -uid \"$u\" \\) \\) -print -quit); cd \"$o\"; "
+            f"if [ -n \"$b\" ]; then echo {UNSAFE} \"$b\"; exit 0; fi; "
+        )
+
+    def _run_copy(self, on_mismatch):
+        # Copy the cached file into a fresh private directory, verify the copy, run the copy:
+        # the file whose SHA-256 was checked is the file executed.
+        return (
+            f"w=$(mktemp -d \"$d\"/.run.XXXXXX) && cp \"$f\" \"$w\"/{self.name} && "
+            f"if {self._verified(chr(34) + '$w/' + self.name + chr(34))}; then "
+            f"{self.env} \"$w\"/{self.name} -; r=$?; rm -rf \"$w\"; exit $r; fi; "
+            f"rm -rf \"$w\"; {on_mismatch}"
+        )
 
     def run_cached(self):
         return (
             self._prologue()
-            + f"if {self._verified(chr(34) + '$f' + chr(34))}; then {self._exec()}; exit $?; fi; "
+            + f"[ -d \"$d\" ] || {{ echo {MISS}; exit 0; }}; "
+            + self._private()
+            + f"if {self._owned(chr(34) + '$f' + chr(34))}; then "
+            + self._run_copy(f"echo {MISS}; exit 0")
+            + "; fi; "
             + f"echo {MISS}"
         )
 
@@ -243,10 +288,12 @@ class _Snippet:
         src = shlex.quote(uploaded)
         return (
             self._prologue()
-            + "mkdir -p \"$d\" && chmod 700 \"$d\" && "
+            + "mkdir -p \"$d\" && chmod 700 \"$d\" || "
+            + f"{{ echo {INSTALL_FAILED} \"cannot make $d\"; exit 1; }}; "
+            + self._private()
             + f"t=$(mktemp \"$d\"/.{self.name}.XXXXXX) && cp {src} \"$t\" && chmod 700 \"$t\" && "
             + f"{self._verified(chr(34) + '$t' + chr(34))} && mv -f \"$t\" \"$f\" || "
             + f"{{ rm -f \"$t\"; echo {INSTALL_FAILED} \"$d is not this user's, or the copy did not verify\"; exit 1; }}; "
             + f"for o in \"$d\"/{self.name}-*; do [ \"$o\" = \"$f\" ] || rm -f \"$o\"; done; "
-            + f"{self._exec()}"
+            + self._run_copy(f"echo {INSTALL_FAILED} \"the installed copy did not verify\"; exit 1")
         )

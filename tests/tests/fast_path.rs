@@ -423,3 +423,209 @@ fn an_architecture_we_do_not_ship_fails_clearly() {
     );
     assert_eq!(fs::read_to_string(&hosts).unwrap(), STOCK);
 }
+
+/// A cache directory that another user could change (a component writable by others without
+/// the sticky bit, or owned by another user) is refused before anything is copied into it or
+/// run from it: the task runs on the plain path, with a warning naming the component. The
+/// test bed itself lives under /tmp (sticky, root's), which is accepted.
+#[test]
+fn a_cache_directory_another_user_could_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = Bed::new();
+    let nobody = 65534; // Debian's nobody
+    for (what, mode, owner) in [
+        ("world-writable", 0o777, None),
+        ("group-writable", 0o770, None),
+        ("owned by nobody", 0o755, Some(nobody)),
+    ] {
+        let shared = bed.ansible.path(&what.replace(' ', "-"));
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        if let Some(uid) = owner {
+            std::os::unix::fs::chown(&shared, Some(uid), Some(uid)).unwrap();
+        }
+        let cache = shared.join("cache");
+        let cache_var = format!("matrix_ha_remote_cache={}", cache.display());
+        fs::write(bed.hosts_file(), STOCK).unwrap();
+        let run = bed.play(THREE_TASKS, &["-e", &cache_var]).ok();
+        let output = format!("{}{}", run.stdout, run.stderr);
+        // Ansible wraps warnings: compare without white space.
+        let flat: String = output.split_whitespace().collect();
+        assert!(
+            flat.contains("theremotecachedirectoryisnotprivate")
+                && flat.contains(&shared.display().to_string()),
+            "{what}: no warning naming {}:\n{output}",
+            shared.display()
+        );
+        let hosts = fs::read_to_string(bed.hosts_file()).unwrap();
+        for marker in ["one", "two", "three"] {
+            assert!(
+                hosts.contains(&format!("# BEGIN z3r0d3v.matrix_ha.etc_hosts {marker}\n")),
+                "{what}: the plain path did not run the task:\n{hosts}"
+            );
+        }
+        let cached: Vec<_> = fs::read_dir(&cache)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            cached.is_empty(),
+            "{what}: something was cached: {cached:?}"
+        );
+    }
+}
+
+/// A second user on the target, made for one test: a home of its own, passwordless sudo, the
+/// test server's key; removed (user and sudoers file) when dropped.
+struct SecondUser {
+    name: String,
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    sudoers: PathBuf,
+}
+
+impl SecondUser {
+    fn create() -> SecondUser {
+        use std::os::unix::fs::PermissionsExt;
+        let name = format!("mxha{}", matrix_ha_tests::patroni::random_hex(3));
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let home = dir.path().join("home");
+        let out = std::process::Command::new("useradd")
+            // "*": no password, but not locked (sshd refuses key logins to a locked account).
+            .args(["-M", "-p", "*", "-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(&name)
+            .output()
+            .expect("useradd runs");
+        assert!(
+            out.status.success(),
+            "useradd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sudoers = PathBuf::from(format!("/etc/sudoers.d/{name}"));
+        let user = SecondUser {
+            name,
+            _dir: dir,
+            home,
+            sudoers,
+        };
+        fs::create_dir(&user.home).unwrap();
+        let status = std::process::Command::new("chown")
+            .arg(format!("{0}:{0}", user.name))
+            .arg(&user.home)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs::write(
+            &user.sudoers,
+            format!("{} ALL=(ALL) NOPASSWD: ALL\n", user.name),
+        )
+        .unwrap();
+        fs::set_permissions(&user.sudoers, fs::Permissions::from_mode(0o440)).unwrap();
+        user
+    }
+}
+
+impl Drop for SecondUser {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.sudoers);
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
+}
+
+/// The case the issue names: become root while the cache is in the login user's home (as with
+/// a sudo that keeps the login user's HOME). The login user could rename a component between
+/// the check and the run, so the cache is refused and the task runs on the plain path; the
+/// same cache is used, and verified, when the tasks run as that user.
+#[test]
+fn become_root_never_runs_from_the_login_users_cache() {
+    // Made before the bed, so dropped after it: its SSH masters stop first.
+    let user = SecondUser::create();
+    let bed = Bed::new();
+    let inventory = fs::read_to_string(&bed.inventory)
+        .unwrap()
+        .replace("ansible_user=root", &format!("ansible_user={}", user.name));
+    let inventory_file = bed.ansible.path("second-user.ini");
+    fs::write(&inventory_file, inventory).unwrap();
+    let cache = user.home.join(".cache/z3r0d3v.matrix_ha");
+    let hosts = user.home.join("hosts");
+    fs::write(&hosts, STOCK).unwrap();
+    std::process::Command::new("chown")
+        .arg(format!("{0}:{0}", user.name))
+        .arg(&hosts)
+        .status()
+        .unwrap();
+    let play = |become_root: bool| {
+        let book = bed.ansible.path("second-user.yml");
+        fs::write(
+            &book,
+            THREE_TASKS.replace(
+                "gather_facts: false",
+                &format!("gather_facts: false\n  become: {become_root}"),
+            ),
+        )
+        .unwrap();
+        let out = bed
+            .ansible
+            .command("ansible-playbook")
+            // The bed's remote tmp is root's; the login user uploads into its own.
+            .env("ANSIBLE_REMOTE_TEMP", user.home.join(".ansible/tmp"))
+            .arg("-i")
+            .arg(&inventory_file)
+            .arg("-e")
+            .arg(format!("hosts_file={}", hosts.display()))
+            .arg("-e")
+            .arg(format!("matrix_ha_remote_cache={}", cache.display()))
+            .arg(&book)
+            .output()
+            .expect("ansible-playbook runs");
+        Run::from(out).ok()
+    };
+
+    // As the login user: its own cache, accepted and filled.
+    let own = play(false);
+    let flat: String = format!("{}{}", own.stdout, own.stderr)
+        .split_whitespace()
+        .collect();
+    assert!(!flat.contains("notprivate"), "{}", own.stdout);
+    let cached: Vec<String> = fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with("etc_hosts-"), "{cached:?}");
+
+    // As root through sudo with the login user's cache: refused, run on the plain path.
+    fs::write(&hosts, STOCK).unwrap();
+    let witness = bed.ansible.path("login-users-binary-ran-as-root");
+    fs::write(
+        cache.join(&cached[0]),
+        format!(
+            "#!/bin/sh\ntouch '{}'\necho '{{\"changed\": false}}'\n",
+            witness.display()
+        ),
+    )
+    .unwrap();
+    let as_root = play(true);
+    let flat: String = format!("{}{}", as_root.stdout, as_root.stderr)
+        .split_whitespace()
+        .collect();
+    assert!(
+        flat.contains("theremotecachedirectoryisnotprivate")
+            && flat.contains(&user.home.display().to_string()),
+        "no warning naming {}: {}",
+        user.home.display(),
+        as_root.stdout
+    );
+    assert!(
+        !witness.exists(),
+        "root ran a file from the login user's cache"
+    );
+    let text = fs::read_to_string(&hosts).unwrap();
+    assert!(
+        text.contains("# BEGIN z3r0d3v.matrix_ha.etc_hosts three\n"),
+        "{text}"
+    );
+}

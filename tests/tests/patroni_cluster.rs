@@ -225,7 +225,7 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
     ok(&r, "changed parameter", &c);
     assert_eq!(r["changed"], json!(true), "{r}");
     let text = std::fs::read_to_string(c.members[replica].config()).unwrap();
-    assert!(text.contains("work_mem: 8MB"));
+    assert!(text.contains("\"work_mem\": \"8MB\""));
     let r = c.module(&c.args(replica, &tuned));
     assert_eq!(r["changed"], json!(false), "{r}");
 

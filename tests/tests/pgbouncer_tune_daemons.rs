@@ -29,6 +29,9 @@ fn run_module(dir: &Path, args: &Value) -> (Value, bool) {
     (value, out.status.success())
 }
 
+/// A server_reset_query holding ';', '#', '=', '[' and quotes: all plain text to PgBouncer.
+const RESET_QUERY: &str = "DISCARD ALL; SELECT '# ; = [x] \"q\"'";
+
 #[test]
 fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
     let server = Postgres::start(60);
@@ -63,6 +66,10 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
             "login_user": "postgres",
             "login_password": server.superuser_password,
             "pgbouncer_binary": "/usr/sbin/pgbouncer",
+            // Values with the ini syntax's own characters inside, which must reach PgBouncer
+            // exactly (a line break or comma item would be refused, see the CLI tests).
+            "ignore_startup_parameters": ["extra_float_digits", "options"],
+            "settings": {"server_reset_query": RESET_QUERY},
         });
         if admin {
             a["admin_password"] = json!(admin_pw);
@@ -109,6 +116,21 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
     assert_eq!(
         pg::show_config(port, "pgbouncer_admin", &admin_pw, "default_pool_size").as_deref(),
         Some("8")
+    );
+    // PgBouncer's own reading of the values written.
+    assert_eq!(
+        pg::show_config(
+            port,
+            "pgbouncer_admin",
+            &admin_pw,
+            "ignore_startup_parameters"
+        )
+        .as_deref(),
+        Some("extra_float_digits,options")
+    );
+    assert_eq!(
+        pg::show_config(port, "pgbouncer_admin", &admin_pw, "server_reset_query").as_deref(),
+        Some(RESET_QUERY)
     );
 
     // A new pool size applies by RELOAD on the admin console, verified with SHOW CONFIG.

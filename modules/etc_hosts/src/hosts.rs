@@ -83,7 +83,10 @@ pub enum HostsError {
         second: String,
         second_index: usize,
     },
-    #[error("option 'marker': value \"{0}\" must be 1 to 64 printable characters without '#'")]
+    #[error(
+        "option 'marker': {} must be 1 to 64 printable characters without '#'",
+        matrix_ha_runtime::text::shown(.0)
+    )]
     BadMarker(String),
     #[error(
         "line {line}: '{begin}' has no matching '{end}' after it; the file was left as it is: \
@@ -228,7 +231,8 @@ fn check_marker(marker: &str) -> Result<(), HostsError> {
     let ok = !marker.trim().is_empty()
         && marker.len() <= 64
         && !marker.contains('#')
-        && marker.chars().all(|c| !c.is_control());
+        && matrix_ha_runtime::text::problem(marker, matrix_ha_runtime::text::Syntax::Line)
+            .is_none();
     if ok {
         Ok(())
     } else {

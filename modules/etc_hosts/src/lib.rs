@@ -78,6 +78,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         "Writes are atomic (temporary file, fsync, rename). A bind-mounted file (such as \
          /etc/hosts in a container) cannot be renamed over: it is then rewritten in place, \
          never left empty or short, and the result has RV(write_method=in_place) and a warning.",
+        "Runs against one file at once (several plays, C(delegate_to) tasks with different \
+         markers) are serialized by an exclusive lock on C(.NAME.matrix-ha.lock) beside the \
+         file, held from the read to the write: no run loses another's block. A temporary \
+         file left by a killed run is removed by the next one, with a warning.",
     ],
     options: &[
         OptionSpec::new("path", Kind::Path)
@@ -199,6 +203,14 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     let attrs = Attrs::resolve(args.owner.as_deref(), args.group.as_deref(), args.mode)?;
     let path_error = |e: fs::FsError| Failure::new(format!("option 'path': {e}"));
     let target = fs::resolve(Path::new(&args.path)).map_err(path_error)?;
+    // Held from the read to the write: a concurrent run reads what this one wrote.
+    let lock = match ctx.check_mode {
+        true => None,
+        false => Some(fs::lock(&target).map_err(path_error)?),
+    };
+    for note in lock.iter().flat_map(fs::Locked::notes) {
+        ctx.warn(note);
+    }
     let current = fs::read(&target).map_err(path_error)?;
     let before: &[u8] = current.as_ref().map_or(&[], |(bytes, _)| bytes);
 
@@ -229,9 +241,9 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             String::from_utf8_lossy(&plan.content),
         ));
     }
-    if ctx.check_mode {
-        return Ok(outcome);
-    }
+    let Some(lock) = lock else {
+        return Ok(outcome); // check mode
+    };
 
     if writes_content {
         let opts = WriteOptions {
@@ -239,7 +251,7 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             default_mode: 0o644,
             backup: args.backup,
         };
-        let written = fs::write(&target, &plan.content, current.as_ref(), &opts)?;
+        let written = fs::write(&lock, &plan.content, current.as_ref(), &opts)?;
         if let Some(note) = written.note(&target) {
             ctx.warn(note);
         }

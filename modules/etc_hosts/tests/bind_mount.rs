@@ -137,5 +137,13 @@ fn bind_mounted_file_is_rewritten_in_place_complete_and_never_short() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, vec!["args.json", "container-hosts", "hosts"]);
+    assert_eq!(
+        names,
+        vec![
+            ".hosts.matrix-ha.lock",
+            "args.json",
+            "container-hosts",
+            "hosts"
+        ]
+    );
 }

@@ -301,3 +301,72 @@ fn unusable_args_files_fail_as_json() {
     }
     assert_eq!(fs::read_to_string(s.hosts()).unwrap(), STOCK);
 }
+
+/// Twenty runs at once against one file, each with its own marker: the lock in the runtime's
+/// write path makes each read what the others wrote, so every block survives.
+#[test]
+fn concurrent_runs_with_different_markers_lose_no_block() {
+    let s = Scratch::new();
+    let runs: Vec<std::process::Child> = (0..20)
+        .map(|i| {
+            let args = s.dir.path().join(format!("args-{i}.json"));
+            let value = json!({"path": s.hosts(), "marker": format!("block-{i}"),
+                               "entries": [{"ip": format!("10.20.1.{}", i + 1),
+                                            "names": [format!("host-{i}.chat.z3r0d3v.com")]}]});
+            fs::write(&args, value.to_string()).unwrap();
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("etc_hosts"))
+                .arg(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in runs {
+        let ran = testkit::result(child.wait_with_output().unwrap());
+        assert!(ran.ok, "{}", ran.value);
+        assert_eq!(ran.value["changed"], json!(true));
+    }
+    let text = fs::read_to_string(s.hosts()).unwrap();
+    let survived = (0..20)
+        .filter(|i| {
+            text.contains(&format!(
+                "# BEGIN z3r0d3v.matrix_ha.etc_hosts block-{i}\n10.20.1.{}\thost-{i}.chat.z3r0d3v.com\n",
+                i + 1
+            ))
+        })
+        .count();
+    assert_eq!(survived, 20, "{survived}/20 blocks survived:\n{text}");
+    assert!(text.starts_with(STOCK), "{text}");
+    let temps: Vec<String> = s
+        .listing()
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+}
+
+/// A temporary file left by a killed run (its PID no longer runs) is removed by the next
+/// run, which says so; one of a process that still runs is left alone.
+#[test]
+fn a_killed_runs_temporary_file_is_cleaned_by_the_next_run() {
+    let s = Scratch::new();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = format!(".hosts.matrix-ha.{dead}.0.tmp");
+    let live = ".hosts.matrix-ha.1.0.tmp";
+    fs::write(s.dir.path().join(&stale), "the full new content\n").unwrap();
+    fs::write(s.dir.path().join(live), "another process's\n").unwrap();
+    let args = s.args(&json!({"path": s.hosts(), "entries": entries()}));
+    let (result, ok) = run(&args, &[]);
+    assert!(ok, "{result}");
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains(&stale) && warnings.contains("interrupted earlier run"),
+        "{warnings}"
+    );
+    let names = s.listing();
+    assert!(!names.contains(&stale), "{names:?}");
+    assert!(names.contains(&live.to_string()), "{names:?}");
+}

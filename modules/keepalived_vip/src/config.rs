@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use matrix_ha_runtime::text::{self, Syntax};
 use thiserror::Error;
 
 /// The first line of every file this module writes.
@@ -91,18 +92,33 @@ pub fn default_vrid(vip: Ipv4Addr) -> u8 {
 
 /// Characters keepalived's parser treats specially, or that would break a line.
 fn config_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '"' | '{' | '}' | '#' | '!' | '\\')
+    text::is_forbidden_char(c) || matches!(c, '"' | '{' | '}' | '#' | '!' | '\\')
 }
 
-fn check_word(errs: &mut Vec<Invalid>, option: &str, value: &str, what: &str) {
+/// The longest instance name (keepalived shows it in logs, SNMP and D-Bus object paths).
+pub const MAX_INSTANCE_NAME: usize = 64;
+/// The longest script command line (keepalived reads configuration lines into a 1024-byte
+/// buffer; the rest of the line needs room).
+pub const MAX_COMMAND: usize = 512;
+
+fn check_word(errs: &mut Vec<Invalid>, option: &str, value: &str, what: &str, max: usize) {
     if value.is_empty() {
         errs.push(invalid(option, value, format!("is empty; give {what}")));
-    } else if value.chars().any(|c| c.is_whitespace() || config_unsafe(c)) {
+    } else if let Some(reason) = text::problem(value, Syntax::KeepalivedWord) {
         errs.push(invalid(
             option,
             value.escape_debug(),
-            format!("is not {what}: no spaces, quotes, braces, '#', '!' or control characters"),
+            format!("is not {what}: it {reason}"),
         ));
+    } else if value.chars().count() > max {
+        errs.push(Invalid {
+            option: option.to_string(),
+            shown: text::shown(value).trim_start_matches("value ").to_string(),
+            reason: format!(
+                "has {} characters; {what} has at most {max}",
+                value.chars().count()
+            ),
+        });
     }
 }
 
@@ -114,13 +130,23 @@ fn check_command(errs: &mut Vec<Invalid>, option: &str, value: &str) {
             value.escape_debug(),
             "must start with the absolute path of a program (keepalived runs it without a shell)",
         ));
-    } else if value.chars().any(config_unsafe) {
+    } else if value.chars().any(|c| config_unsafe(c) || c == '\'') {
+        // keepalived splits a script's command line itself, with single quotes grouping.
         errs.push(invalid(
             option,
             value.escape_debug(),
-            "contains a character keepalived's parser treats specially (quote, brace, '#', '!', \
-             backslash or a control character)",
+            "contains a character keepalived's parser treats specially (quote, single quote, \
+             brace, '#', '!', backslash or a control character)",
         ));
+    } else if value.len() > MAX_COMMAND {
+        errs.push(Invalid {
+            option: option.to_string(),
+            shown: text::shown(value).trim_start_matches("value ").to_string(),
+            reason: format!(
+                "has {} bytes; at most {MAX_COMMAND} fit on a keepalived.conf line",
+                value.len()
+            ),
+        });
     }
 }
 
@@ -138,7 +164,13 @@ pub fn validate(req: &Request, iface_addrs: Option<&[Ipv4Net]>) -> Result<Settin
     } else if req.interface.contains('/') {
         errs.push(invalid("interface", &req.interface, "contains '/'"));
     } else {
-        check_word(&mut errs, "interface", &req.interface, "an interface name");
+        check_word(
+            &mut errs,
+            "interface",
+            &req.interface,
+            "an interface name",
+            15,
+        );
     }
 
     let vip = match req.vip.trim().parse::<Ipv4Net>() {
@@ -221,18 +253,22 @@ pub fn validate(req: &Request, iface_addrs: Option<&[Ipv4Net]>) -> Result<Settin
     }
 
     if let Some(pass) = &req.auth_pass {
-        // Never show the value: it is a secret.
+        // Never show the value: it is a secret. keepalived takes 1 to 8 characters and uses
+        // only the first 8 of a longer one; shorter than 8 is refused here because every secret
+        // must have 8 characters to be masked safely in the result (see the runtime), and
+        // because VRRP PASS is a shared word on the wire: its full length is the least it has.
+        let n = pass.chars().count();
         let reason = if pass.is_empty() {
             Some("is empty".to_string())
-        } else if pass.chars().count() > 8 {
+        } else if n > 8 {
             Some(format!(
-                "has {} characters: keepalived uses only the first 8 (VRRP PASS authentication), \
-                 so peers configured with different long passwords would still agree",
-                pass.chars().count()
+                "has {n} characters: keepalived uses only the first 8 (VRRP PASS authentication), \
+                 so peers configured with different long passwords would still agree"
             ))
-        } else if !pass
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !config_unsafe(c))
+        } else if n < 8 {
+            Some(format!("has {n} characters; give exactly 8"))
+        } else if !pass.chars().all(|c| c.is_ascii_graphic())
+            || text::problem(pass, Syntax::KeepalivedWord).is_some()
         {
             Some("must be printable ASCII without spaces, quotes, braces, '#', '!' or '\\'".into())
         } else {
@@ -261,13 +297,20 @@ pub fn validate(req: &Request, iface_addrs: Option<&[Ipv4Net]>) -> Result<Settin
             "is not a valid user name",
         ));
     } else {
-        check_word(&mut errs, "script_user", &req.script_user, "a user name");
+        check_word(
+            &mut errs,
+            "script_user",
+            &req.script_user,
+            "a user name",
+            32,
+        );
     }
     check_word(
         &mut errs,
         "instance_name",
         &req.instance_name,
         "an instance name",
+        MAX_INSTANCE_NAME,
     );
 
     // The interface and its network.
@@ -463,7 +506,7 @@ mod tests {
             priority: 150,
             peers: vec!["10.20.0.12".into()],
             unicast_src_ip: None,
-            auth_pass: Some("s3cret".into()),
+            auth_pass: Some("s3cret-8".into()),
             advert_int: 1,
             nopreempt: true,
             check_script: "/usr/bin/pgrep -x haproxy".into(),
@@ -502,7 +545,7 @@ mod tests {
             "    script \"/usr/bin/pgrep -x haproxy\"\n",
             "    state BACKUP\n    interface eth0\n    virtual_router_id 10\n    priority 150\n",
             "    nopreempt\n    unicast_src_ip 10.20.0.11\n    unicast_peer {\n        10.20.0.12\n    }\n",
-            "        auth_type PASS\n        auth_pass s3cret\n",
+            "        auth_type PASS\n        auth_pass s3cret-8\n",
             "        10.20.0.10/24 dev eth0\n",
             "    track_script {\n        chk_haproxy\n    }\n",
         ] {
@@ -555,6 +598,7 @@ mod tests {
             (Box::new(|r| r.unicast_src_ip = Some("10.20.0.99".into())), "option 'unicast_src_ip': value \"10.20.0.99\" is not an address of interface 'eth0'"),
             (Box::new(|r| r.check_script = "pgrep haproxy".into()), "option 'check_script'"),
             (Box::new(|r| r.check_script = "/bin/true\" }".into()), "option 'check_script'"),
+            (Box::new(|r| r.check_script = "/usr/bin/pgrep 'a".into()), "option 'check_script': value \"/usr/bin/pgrep \\'a\" contains a character keepalived's parser treats specially"),
         ];
         for (change, expected) in cases {
             let mut r = request();

@@ -90,8 +90,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
              O(interface) in the VIP's network. It must be an address of O(interface).",
         ]),
         OptionSpec::new("auth_pass", Kind::Str).no_log().doc(&[
-            "VRRP PASS authentication, 1 to 8 printable characters (keepalived silently uses \
-             only the first 8 of a longer one). Unset: no authentication block.",
+            "VRRP PASS authentication: exactly 8 printable ASCII characters without blanks, \
+             quotes, braces, C(#), C(!) or C(\\). keepalived takes 1 to 8 and silently uses only \
+             the first 8 of a longer one; fewer than 8 are refused because every secret needs \
+             8 characters to be masked safely in the result. Unset: no authentication block.",
         ]),
         OptionSpec::new("advert_int", Kind::Int)
             .default(DefaultValue::Int(1))
@@ -109,7 +111,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .default(DefaultValue::Str("/usr/bin/pgrep -x haproxy"))
             .doc(&[
                 "The health check of HAProxy, run by keepalived as O(script_user) without a \
-                    shell: an absolute program path and its arguments; exit 0 means healthy.",
+                    shell: an absolute program path and its arguments; exit 0 means healthy. \
+                    At most 512 bytes, without quotes, single quotes, braces, C(#), C(!), \
+                    C(\\) or control characters (keepalived's own command-line splitting).",
             ]),
         OptionSpec::new("check_interval", Kind::Int)
             .default(DefaultValue::Int(2))
@@ -134,7 +138,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             ]),
         OptionSpec::new("instance_name", Kind::Str)
             .default(DefaultValue::Str("matrix_ha_vip"))
-            .doc(&["Name of the vrrp_instance (shown in keepalived's logs)."]),
+            .doc(&["Name of the vrrp_instance (shown in keepalived's logs): 1 to 64 characters without blanks, quotes, braces, C(#), C(!) or C(\\)."]),
         OptionSpec::new("notify_script", Kind::Str).doc(&[
             "A notify hook: keepalived runs it as O(script_user) on every state change with the \
              arguments C(INSTANCE NAME STATE PRIORITY). An absolute program path and arguments.",
@@ -268,10 +272,31 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     let content = config::render(&settings);
 
     let path_error = |e: fs::FsError| Failure::new(format!("option 'path': {e}"));
+    let sysctl_error = |e: fs::FsError| Failure::new(format!("option 'sysctl_path': {e}"));
     let target = fs::resolve(Path::new(&args.path)).map_err(path_error)?;
+    let sysctl_target = fs::resolve(Path::new(&args.sysctl_path)).map_err(sysctl_error)?;
+    // Held from the reads to the writes (always in this order: the configuration, then the
+    // sysctl file), so a concurrent run reads what this one wrote.
+    let locks = match ctx.check_mode {
+        true => None,
+        false => Some((
+            fs::lock(&target).map_err(path_error)?,
+            match args.nonlocal_bind {
+                true => Some(fs::lock(&sysctl_target).map_err(sysctl_error)?),
+                false => None,
+            },
+        )),
+    };
+    if let Some((conf, sysctl)) = &locks {
+        for note in conf
+            .notes()
+            .into_iter()
+            .chain(sysctl.iter().flat_map(fs::Locked::notes))
+        {
+            ctx.warn(note);
+        }
+    }
     let current = fs::read(&target).map_err(path_error)?;
-    let sysctl_target = fs::resolve(Path::new(&args.sysctl_path))
-        .map_err(|e| Failure::new(format!("option 'sysctl_path': {e}")))?;
 
     // The script user: checked (or created) before anything is written.
     let mut changes = Vec::new();
@@ -363,18 +388,18 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
         ));
     }
 
-    if !ctx.check_mode {
+    if let Some((conf_lock, sysctl_lock)) = &locks {
         if writes {
             let opts = WriteOptions {
                 attrs,
                 default_mode: 0o640,
                 backup: false,
             };
-            fs::write(&target, content.as_bytes(), current.as_ref(), &opts)?;
+            fs::write(conf_lock, content.as_bytes(), current.as_ref(), &opts)?;
         } else if !attr_changes.is_empty() {
             fs::set_attrs(&target, &attrs)?;
         }
-        if sysctl_writes {
+        if let (true, Some(sysctl_lock)) = (sysctl_writes, sysctl_lock) {
             let opts = WriteOptions {
                 attrs: Attrs {
                     uid: None,
@@ -385,7 +410,7 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
                 backup: false,
             };
             fs::write(
-                &sysctl_target,
+                sysctl_lock,
                 SYSCTL_LINE.as_bytes(),
                 sysctl_current.as_ref(),
                 &opts,

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use matrix_ha_runtime::fs::{self, Attrs, WriteOptions};
+use matrix_ha_runtime::text::{self, Syntax};
 use matrix_ha_runtime::{
     Context, DefaultValue, Diff, Failure, Kind, ModuleSpec, OptionSpec, Outcome, ReturnSpec,
 };
@@ -106,11 +107,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .doc(&["The server pools, oldest first. Existing pools must stay as they are."]),
         OptionSpec::new("root_user", Kind::Str)
             .required()
-            .doc(&["C(MINIO_ROOT_USER), 3 or more characters; also the S3 access key for O(buckets)."]),
+            .doc(&["C(MINIO_ROOT_USER), 3 to 128 characters without blanks, quotes, C(\\), C($) or C(`); also the S3 access key for O(buckets)."]),
         OptionSpec::new("root_password", Kind::Str)
             .required()
             .no_log()
-            .doc(&["C(MINIO_ROOT_PASSWORD), 8 or more characters; also the S3 secret key."]),
+            .doc(&["C(MINIO_ROOT_PASSWORD), 8 to 256 characters without control characters, quotes, C(\\), C($) or C(`); also the S3 secret key."]),
         OptionSpec::new("storage_class_parity", Kind::Int)
             .range(0, 8)
             .doc(&["Parity drives per erasure set (C(MINIO_STORAGE_CLASS_STANDARD=EC:N)). Unset: \
@@ -213,9 +214,16 @@ const MANAGED: [&str; 4] = [
     "MINIO_STORAGE_CLASS_STANDARD",
 ];
 
+/// The longest `root_user`: MinIO itself checks only the minimum (3), S3 clients and IAM
+/// take access keys of at most 128 characters.
+pub const MAX_ROOT_USER: usize = 128;
+/// The longest `root_password` (MinIO checks only the minimum, 8).
+pub const MAX_ROOT_PASSWORD: usize = 256;
+/// The longest value of an `extra_env` variable.
+pub const MAX_ENV_VALUE: usize = 4096;
+
 fn env_text_problem(v: &str) -> bool {
-    v.chars()
-        .any(|c| c.is_control() || matches!(c, '"' | '\\' | '$' | '`'))
+    text::problem(v, Syntax::EnvValue).is_some()
 }
 
 /// Checks the options outside the pools; every problem at once.
@@ -228,8 +236,11 @@ fn validate(args: &Args) -> (BTreeMap<String, String>, Vec<String>) {
         ));
     } else if env_text_problem(user) || user.chars().any(char::is_whitespace) {
         errs.push(format!(
-            "option 'root_user': value {user:?} holds whitespace, a quote, '\\', '$' or '`'"
+            "option 'root_user': {} holds whitespace, a quote, '\\', '$' or '`'",
+            text::shown(user)
         ));
+    } else if let Err(e) = text::check_len("root_user", user, MAX_ROOT_USER) {
+        errs.push(e.to_string());
     }
     let pass = &args.root_password;
     if pass.chars().count() < 8 {
@@ -237,6 +248,11 @@ fn validate(args: &Args) -> (BTreeMap<String, String>, Vec<String>) {
             "option 'root_password': the value is shorter than 8 characters (MinIO refuses it)"
                 .to_string(),
         );
+    } else if pass.chars().count() > MAX_ROOT_PASSWORD {
+        errs.push(format!(
+            "option 'root_password': the value (hidden: no_log) has more than \
+             {MAX_ROOT_PASSWORD} characters"
+        ));
     } else if env_text_problem(pass) {
         errs.push(
             "option 'root_password': the value holds a control character, a quote, '\\', '$' \
@@ -260,6 +276,11 @@ fn validate(args: &Args) -> (BTreeMap<String, String>, Vec<String>) {
             ));
         }
         match v.as_str() {
+            Some(s) if s.chars().count() > MAX_ENV_VALUE => errs.push(format!(
+                "option 'extra_env.{k}': {} has {} characters; at most {MAX_ENV_VALUE} are allowed",
+                text::shown(s),
+                s.chars().count()
+            )),
             Some(s) if !env_text_problem(s) => {
                 extra.insert(k.clone(), s.to_string());
             }
@@ -327,6 +348,15 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
 
     let path_error = |e: fs::FsError| Failure::new(format!("option 'env_path': {e}"));
     let target = fs::resolve(Path::new(&args.env_path)).map_err(path_error)?;
+    // Held from the read to the write: the append-only rule is checked against what a
+    // concurrent run wrote, never against a stale read.
+    let lock = match ctx.check_mode {
+        true => None,
+        false => Some(fs::lock(&target).map_err(path_error)?),
+    };
+    for note in lock.iter().flat_map(fs::Locked::notes) {
+        ctx.warn(note);
+    }
     let current = fs::read(&target).map_err(path_error)?;
     let before = current
         .as_ref()
@@ -367,18 +397,19 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     if !attr_changes.is_empty() {
         changes.push(format!("set {}", attr_changes.join(", ")));
     }
-    if !ctx.check_mode {
+    if let Some(lock) = &lock {
         if writes {
             let opts = WriteOptions {
                 attrs,
                 default_mode: 0o600,
                 backup: false,
             };
-            fs::write(&target, content.as_bytes(), current.as_ref(), &opts).map_err(path_error)?;
+            fs::write(lock, content.as_bytes(), current.as_ref(), &opts).map_err(path_error)?;
         } else if !attr_changes.is_empty() {
             fs::set_attrs(&target, &attrs).map_err(path_error)?;
         }
     }
+    drop(lock);
 
     let mut created = Vec::new();
     if let (false, Some(endpoint)) = (args.buckets.is_empty(), &args.s3_endpoint) {

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use matrix_ha_runtime::text::{self, Syntax};
+use matrix_ha_runtime::yaml;
 use serde::Serialize;
 use serde_yaml_ng::Value as Yaml;
 use thiserror::Error;
@@ -70,18 +72,10 @@ pub fn setting_text(value: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Whether `key` is a PostgreSQL parameter name (`name` or `extension.name`).
+/// Whether `key` is a PostgreSQL parameter name (`name` or `extension.name`, the runtime's
+/// parameter-name grammar), written in lower case as PostgreSQL shows it.
 pub fn is_setting_name(key: &str) -> bool {
-    let part = |p: &str| {
-        let mut chars = p.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    };
-    let mut parts = key.split('.');
-    let ok = parts.next().is_some_and(part);
-    ok && parts.clone().count() <= 1 && parts.all(part) && key.len() <= 63
+    text::is_parameter_name(key) && !key.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Everything the file is made of, before validation (the module's options of the same names).
@@ -317,10 +311,19 @@ fn check_path(errors: &mut Vec<ConfigError>, option: &str, value: &str) {
     }
 }
 
-/// A JSON override value as YAML: text, a number or a boolean.
+/// The longest text value of a parameter (PostgreSQL's longest in practice, lists such as
+/// `shared_preload_libraries`, are far shorter).
+pub const MAX_PARAMETER_VALUE: usize = 4096;
+
+/// A JSON override value as YAML: text (one line, no control character: Patroni writes it
+/// into postgresql.conf), a number or a boolean.
 fn parameter_value(value: &serde_json::Value) -> Option<Yaml> {
     match value {
-        serde_json::Value::String(s) if !s.contains('\n') && !s.is_empty() => {
+        serde_json::Value::String(s)
+            if !s.is_empty()
+                && s.len() <= MAX_PARAMETER_VALUE
+                && text::problem(s, Syntax::Line).is_none() =>
+        {
             Some(Yaml::String(s.clone()))
         }
         serde_json::Value::Number(n) => serde_yaml_ng::to_value(n).ok(),
@@ -491,15 +494,14 @@ impl Settings {
         let mut overrides = BTreeMap::new();
         for (key, value) in &self.parameters {
             let option = format!("parameters.{key}");
-            let key_ok = key
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
-                && key.starts_with(|c: char| c.is_ascii_lowercase());
-            if !key_ok {
+            if !is_setting_name(key) {
                 err(
                     &mut e,
                     &option,
-                    format!("\"{key}\" is not a PostgreSQL parameter name"),
+                    format!(
+                        "{} is not a PostgreSQL parameter name",
+                        text::shown(key).trim_start_matches("value ")
+                    ),
                 );
             } else if RESERVED_PARAMETERS.contains(&key.as_str()) {
                 err(
@@ -518,7 +520,18 @@ impl Settings {
                     None => err(
                         &mut e,
                         &option,
-                        format!("value {value} must be a non-empty string, a number or a boolean"),
+                        match value.as_str() {
+                            Some(t) => match text::problem(t, Syntax::Line) {
+                                Some(reason) => format!("{} {reason}", text::shown(t)),
+                                None if t.len() > MAX_PARAMETER_VALUE => format!(
+                                    "{} has {} bytes; at most {MAX_PARAMETER_VALUE} are allowed",
+                                    text::shown(t),
+                                    t.len()
+                                ),
+                                None => format!("value {value} must be a non-empty string, a number or a boolean"),
+                            },
+                            None => format!("value {value} must be a non-empty string, a number or a boolean"),
+                        },
                     ),
                 }
             }
@@ -591,10 +604,14 @@ impl Settings {
                         &format!("users[{i}].settings.{key}"),
                         format!("value {value} is not text, a number or a boolean"),
                     ),
-                    Some(text) if text.contains('\0') => err(
+                    Some(t) if text::problem(&t, Syntax::Line).is_some() => err(
                         &mut e,
                         &format!("users[{i}].settings.{key}"),
-                        "the value holds a NUL character".to_string(),
+                        format!(
+                            "{} {}",
+                            text::shown(&t),
+                            text::problem(&t, Syntax::Line).unwrap_or_default()
+                        ),
                     ),
                     Some(_) => {}
                 }
@@ -830,7 +847,10 @@ pub fn render(v: &Valid, host: Host) -> String {
             ("nosync", false),
         ]),
     };
-    let body = serde_yaml_ng::to_string(&file)
+    // Every string quoted (YAML 1.1 would retype `190:20:30`, `on`, `2001-12-14`): the
+    // runtime's emitter writes JSON, which Patroni's PyYAML reads with exactly these types.
+    let body = serde_json::to_value(&file)
+        .map(|v| yaml::emit(&v))
         .unwrap_or_else(|e| format!("# cannot encode the configuration: {e}\n"));
     format!(
         "# Managed by z3r0d3v.matrix_ha.patroni_bootstrap: changes here are overwritten.\n{body}"
@@ -1041,6 +1061,34 @@ mod tests {
         let m = messages(s);
         assert!(m.contains("option 'parameters.port'"), "{m}");
         assert!(m.contains("option 'parameters.work_mem'"), "{m}");
+    }
+
+    #[test]
+    fn control_characters_in_parameter_values_are_refused_and_shown_escaped() {
+        let mut s = settings();
+        s.parameters.insert("work_mem".into(), "16MB\u{0}".into());
+        s.parameters
+            .insert("log_line_prefix".into(), "%m\nrestore_command = 'x'".into());
+        s.parameters.insert("Bad Key".into(), "1".into());
+        s.parameters
+            .insert("search_path".into(), "p".repeat(5000).into());
+        s.users[0].settings = Some(BTreeMap::from([(
+            "search_path".to_string(),
+            serde_json::json!("public\u{0}"),
+        )]));
+        let m = messages(s);
+        assert!(
+            m.contains("option 'parameters.work_mem': value \"16MB\\0\" contains the control character '\\0'"),
+            "{m}"
+        );
+        assert!(m.contains("option 'parameters.log_line_prefix': value \"%m\\nrestore_command = 'x'\" contains the control character '\\n'"), "{m}");
+        assert!(
+            m.contains(
+                "option 'parameters.Bad Key': \"Bad Key\" is not a PostgreSQL parameter name"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("option 'users[0].settings.search_path': value \"public\\0\" contains the control character"), "{m}");
     }
 
     #[test]

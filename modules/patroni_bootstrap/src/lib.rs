@@ -252,9 +252,13 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .doc(&["Connections kept for superusers (C(patroni_superuser_reserved_connections))."]),
         OptionSpec::new("parameters", Kind::Dict).doc(&[
             "PostgreSQL parameters that replace the sized ones or add to them (text, numbers \
-             or booleans). Parameters Patroni or this module set from other options (port, \
-             listen_addresses, max_connections, wal_level, hot_standby, password_encryption, \
-             synchronous_standby_names, …) are refused.",
+             or booleans). Names follow postgresql.conf's grammar (C(name) or \
+             C(extension.name), lower case); text values are one line without control \
+             characters (Patroni writes them into postgresql.conf). Every string is written \
+             quoted, so C(on), C(off), C(yes), C(no) stay text for Patroni. Parameters Patroni or \
+             this module set from other options (port, listen_addresses, max_connections, \
+             wal_level, hot_standby, password_encryption, synchronous_standby_names, …) are \
+             refused.",
         ]),
         OptionSpec::new("memory_mb", Kind::Int)
             .range(256, 1 << 30)
@@ -523,6 +527,14 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
 
     let path_error = |e: fs::FsError| Failure::new(format!("option 'config_path': {e}"));
     let target = fs::resolve(Path::new(&args.config_path)).map_err(path_error)?;
+    // Held from the read to the write: a concurrent run reads what this one wrote.
+    let lock = match ctx.check_mode {
+        true => None,
+        false => Some(fs::lock(&target).map_err(path_error)?),
+    };
+    for note in lock.iter().flat_map(fs::Locked::notes) {
+        ctx.warn(note);
+    }
     let current = fs::read(&target).map_err(path_error)?;
     let before: &[u8] = current.as_ref().map_or(&[], |(bytes, _)| bytes);
     let writes_content = content.as_bytes() != before;
@@ -562,18 +574,19 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             content.clone(),
         ));
     }
-    if !ctx.check_mode {
+    if let Some(lock) = &lock {
         if writes_content {
             let opts = WriteOptions {
                 attrs,
                 default_mode: 0o600,
                 backup: false,
             };
-            fs::write(&target, content.as_bytes(), current.as_ref(), &opts)?;
+            fs::write(lock, content.as_bytes(), current.as_ref(), &opts)?;
         } else if !attr_changes.is_empty() {
             fs::set_attrs(&target, &attrs)?;
         }
     }
+    drop(lock);
 
     if args.wait_for_cluster {
         let api = valid.restapi_connect.text();

@@ -98,7 +98,7 @@ fn renders_once_then_nothing_and_hides_secrets() {
     assert!(first["diff"]["after"]
         .as_str()
         .unwrap()
-        .contains("shared_buffers: 8192MB"));
+        .contains("\"shared_buffers\": \"8192MB\""));
     assert_eq!(
         first["invocation"]["module_args"]["superuser_password"],
         json!("VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
@@ -276,4 +276,115 @@ fn patroni_validate_config_refusal_fails_and_writes_nothing() {
         "{msg}"
     );
     assert_eq!(s.listing(), vec!["args.json"]);
+}
+
+/// A random number in `0..n`, from /dev/urandom (per-run credentials).
+fn random_below(n: u32) -> u32 {
+    let hex = per_run("", 4);
+    u32::from_str_radix(&hex, 16).unwrap() % n
+}
+
+/// Passwords and parameter values that YAML 1.1 reads as other types when they are written as
+/// plain scalars, made for this run: a sexagesimal number (`190:20:30` is 685230), a hex
+/// number with underscores, a decimal with underscores, a date.
+fn retypable_passwords() -> [String; 4] {
+    [
+        format!(
+            "{}:{}:{}",
+            100 + random_below(900),
+            10 + random_below(50),
+            10 + random_below(50)
+        ),
+        format!("0x_{}_{}", per_run("", 2), per_run("", 2)),
+        format!("1_{:03}_{:03}", random_below(1000), random_below(1000)),
+        format!(
+            "{}-{:02}-{:02}",
+            1990 + random_below(30),
+            1 + random_below(12),
+            1 + random_below(28)
+        ),
+    ]
+}
+
+/// Reads `path` with `code` in Debian's Python (the PyYAML and Patroni that Patroni runs
+/// with); the file's path is the only argument. Returns what the code prints, as JSON.
+fn python(code: &str, path: &Path) -> Value {
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(code)
+        .arg(path)
+        .output()
+        .expect("Debian's python3 runs (scripts/apt-packages.txt installs it)");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python printed JSON")
+}
+
+/// patroni.yml reads back, through PyYAML and Patroni's own Config, with exactly the types it
+/// was given: passwords that look like numbers and dates stay text, `on`/`off`/`yes`/`no`
+/// stay text, numbers and booleans stay what they are.
+#[test]
+fn patroni_reads_back_exactly_the_values_given() {
+    let s = Scratch::new();
+    let [sexagesimal, hex, underscored, date] = retypable_passwords();
+    let mut args = good(&s.config());
+    args["superuser_password"] = json!(sexagesimal);
+    args["replication_password"] = json!(hex);
+    args["restapi_password"] = json!(underscored);
+    args["users"] = json!([{"name": "synapse", "password": date}]);
+    let parameters = json!({
+        "jit": "off",
+        "track_io_timing": "on",
+        "log_connections": "yes",
+        "log_disconnections": "no",
+        "log_min_duration_statement": "1_000",
+        "log_line_prefix": "%m [%p] 12:30:45 ~ \"q\" \\ #x",
+        "track_activity_query_size": 4096,
+        "random_page_cost": 1.5,
+        "log_checkpoints": true,
+    });
+    args["parameters"] = parameters.clone();
+    let (v, ok, _) = run(&s.args(&args), &[]);
+    assert!(ok, "{v}");
+
+    // PyYAML (YAML 1.1) reads the same document JSON reads: no value changed type.
+    let yaml = python(
+        "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        &s.config(),
+    );
+    let text = fs::read_to_string(s.config()).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let json_view: Value = serde_json::from_str(&body).unwrap();
+    assert!(yaml == json_view, "PyYAML and JSON disagree on the file");
+
+    // Patroni's own configuration loader.
+    let patroni = python(
+        "import json, sys\n\
+         from patroni.config import Config\n\
+         c = Config(sys.argv[1], validator=None)\n\
+         p = c['postgresql']\n\
+         print(json.dumps({'superuser': p['authentication']['superuser']['password'],\n\
+                           'replication': p['authentication']['replication']['password'],\n\
+                           'restapi': c['restapi']['authentication']['password'],\n\
+                           'parameters': dict(p['parameters'])}))",
+        &s.config(),
+    );
+    assert!(
+        patroni["superuser"] == json!(sexagesimal),
+        "superuser password retyped"
+    );
+    assert!(
+        patroni["replication"] == json!(hex),
+        "replication password retyped"
+    );
+    assert!(
+        patroni["restapi"] == json!(underscored),
+        "REST password retyped"
+    );
+    for (key, value) in parameters.as_object().unwrap() {
+        assert_eq!(&patroni["parameters"][key], value, "parameters.{key}");
+    }
 }

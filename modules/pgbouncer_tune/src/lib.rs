@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use matrix_ha_runtime::fs::{self, Attrs, WriteOptions};
+use matrix_ha_runtime::text::{self, Syntax};
 use matrix_ha_runtime::{
     Context, DefaultValue, Diff, Failure, Kind, ModuleSpec, OptionSpec, Outcome, ReturnSpec,
 };
@@ -125,8 +126,8 @@ static AUTH_USER_OPTIONS: [OptionSpec; 3] = [
         .required()
         .doc(&["Role name."]),
     OptionSpec::new("password", Kind::Str).no_log().doc(&[
-        "Its password: a SCRAM-SHA-256 verifier is computed from it on the target, the password \
-         itself is never written. An existing verifier the password still matches is kept, so \
+        "Its password, at least 8 characters: a SCRAM-SHA-256 verifier is computed from it on \
+         the target, the password itself is never written. An existing verifier the password still matches is kept, so \
          re-runs change nothing.",
     ]),
     OptionSpec::new("verifier", Kind::Str).no_log().doc(&[
@@ -307,7 +308,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .doc(&["The admin console user (C(admin_users))."]),
         OptionSpec::new("admin_password", Kind::Str)
             .no_log()
-            .doc(&["Its password (a verifier goes into the auth file). Without it, reload is by SIGHUP and nothing can be verified."]),
+            .doc(&["Its password, at least 8 characters (a verifier goes into the auth file). Without it, reload is by SIGHUP and nothing can be verified."]),
         OptionSpec::new("stats_users", Kind::List)
             .elements(Kind::Str)
             .default(DefaultValue::EmptyList)
@@ -315,7 +316,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("ignore_startup_parameters", Kind::List)
             .elements(Kind::Str)
             .default(DefaultValue::EmptyList)
-            .doc(&["Startup parameters PgBouncer accepts and ignores (for example C(extra_float_digits), C(options))."]),
+            .doc(&["Startup parameters PgBouncer accepts and ignores (for example C(extra_float_digits), C(options)). Each is a parameter name: letters, digits and C(_), not starting with a digit, or C(extension.name); at most 63 bytes. Anything else (a comma, a blank, a line break, NUL) is refused naming the item."]),
         OptionSpec::new("so_reuseport", Kind::Bool)
             .default(DefaultValue::Bool(false))
             .doc(&["Several processes share O(listen_port)."]),
@@ -327,7 +328,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .suboptions(&PEER_OPTIONS)
             .default(DefaultValue::EmptyList)
             .doc(&["The C([peers]) section: every process of the group, this one included."]),
-        OptionSpec::new("settings", Kind::Dict).doc(&["Other C([pgbouncer]) settings, written after the computed ones (a computed key cannot be overridden here)."]),
+        OptionSpec::new("settings", Kind::Dict).doc(&["Other C([pgbouncer]) settings, written after the computed ones (a computed key cannot be overridden here). Keys are PgBouncer setting names (lower-case letters, digits and C(_)); values are text, numbers or booleans on one line, without control characters and without a blank at either end (PgBouncer's reader would strip it)."]),
         OptionSpec::new("owner", Kind::Str)
             .default(DefaultValue::Str("postgres"))
             .doc(&["Owner of both files."]),
@@ -348,7 +349,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("login_user", Kind::Str)
             .default(DefaultValue::Str("postgres"))
             .doc(&["Role to log in as."]),
-        OptionSpec::new("login_password", Kind::Str).no_log().doc(&["Its password (sent only inside the SCRAM exchange)."]),
+        OptionSpec::new("login_password", Kind::Str).no_log().doc(&["Its password, at least 8 characters (sent only inside the SCRAM exchange)."]),
         OptionSpec::new("login_db", Kind::Str)
             .default(DefaultValue::Str("postgres"))
             .doc(&["Database to connect to."]),
@@ -432,7 +433,8 @@ fn check_db_name(option: &str, name: &str) -> Result<(), Failure> {
 
 fn check_host(option: &str, host: &str) -> Result<(), Failure> {
     let ok = if host.starts_with('/') {
-        !host.contains(char::is_whitespace) && !host.contains('\'')
+        // A word of a [databases]/[peers] connection string: no blank, '=' or quote.
+        text::problem(host, Syntax::IniListItem).is_none() && !host.contains(['=', '\''])
     } else {
         host.parse::<IpAddr>().is_ok()
             || (!host.is_empty()
@@ -457,7 +459,8 @@ fn check_host(option: &str, host: &str) -> Result<(), Failure> {
 }
 
 fn check_path_text(option: &str, path: &str) -> Result<(), Failure> {
-    if path.starts_with('/') && !path.contains(['\n', '\r', ';']) {
+    text::check(option, path, Syntax::IniValue)?;
+    if path.starts_with('/') && !path.contains(';') {
         Ok(())
     } else {
         Err(bad(option, format!("{path:?}"), "is not an absolute path"))
@@ -474,6 +477,9 @@ fn to_u16(option: &str, v: i64) -> Result<u16, Failure> {
         .filter(|p| *p > 0)
         .ok_or_else(|| bad(option, v, "is not a port (1 to 65535)"))
 }
+
+/// The longest value of an O(settings) entry (PgBouncer's longest, a query, is far shorter).
+const MAX_SETTING_VALUE: usize = 4096;
 
 /// Keys the module computes; O(settings) cannot set them.
 const OWNED_KEYS: &[&str] = &[
@@ -677,6 +683,18 @@ fn validate(a: &Args) -> Result<Checked, Failure> {
     if peer_id.is_some() && a.unix_socket_dir.is_none() {
         return Err(Failure::new("option 'unix_socket_dir': missing, required with 'peer_id' (each process of a so_reuseport group has its own)"));
     }
+    for (i, p) in a.ignore_startup_parameters.iter().enumerate() {
+        let option = format!("ignore_startup_parameters[{i}]");
+        text::check(&option, p, Syntax::IniListItem)?;
+        if !text::is_parameter_name(p) {
+            return Err(bad(
+                &option,
+                text::shown(p).trim_start_matches("value "),
+                "is not a startup parameter name (letters, digits and '_', not starting with a \
+                 digit, or extension.name; at most 63 bytes)",
+            ));
+        }
+    }
     let mut settings = Vec::new();
     for (k, v) in a.settings.iter().flatten() {
         if OWNED_KEYS.contains(&k.as_str()) {
@@ -684,18 +702,20 @@ fn validate(a: &Args) -> Result<Checked, Failure> {
                 "option 'settings.{k}': this setting is computed by the module; use its own option"
             )));
         }
-        if k.is_empty()
-            || !k
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        // PgBouncer's own setting names: lower-case identifiers (the parameter-name grammar
+        // without an extension's dot).
+        if !text::is_parameter_name(k)
+            || k.contains('.')
+            || k.bytes().any(|b| b.is_ascii_uppercase())
         {
             return Err(bad(
                 "settings",
-                format!("{k:?}"),
-                "is not a PgBouncer setting name",
+                text::shown(k).trim_start_matches("value "),
+                "is not a PgBouncer setting name (lower-case letters, digits and '_', not \
+                 starting with a digit)",
             ));
         }
-        let text = match v {
+        let value_text = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => u8::from(*b).to_string(),
@@ -707,12 +727,18 @@ fn validate(a: &Args) -> Result<Checked, Failure> {
                 ))
             }
         };
-        if text.contains(['\n', '\r']) {
-            return Err(Failure::new(format!(
-                "option 'settings.{k}': the value spans lines"
-            )));
+        text::check(&format!("settings.{k}"), &value_text, Syntax::IniValue)?;
+        if value_text.len() > MAX_SETTING_VALUE {
+            return Err(bad(
+                &format!("settings.{k}"),
+                text::shown(&value_text).trim_start_matches("value "),
+                &format!(
+                    "has {} bytes; at most {MAX_SETTING_VALUE} are allowed",
+                    value_text.len()
+                ),
+            ));
         }
-        settings.push((k.clone(), text));
+        settings.push((k.clone(), value_text));
     }
     settings.sort();
     Ok(Checked {
@@ -924,6 +950,20 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
         |opt: &'static str| move |e: fs::FsError| Failure::new(format!("option '{opt}': {e}"));
     let ini_path = fs::resolve(Path::new(&a.path)).map_err(path_err("path"))?;
     let auth_path = fs::resolve(Path::new(&a.auth_file)).map_err(path_err("auth_file"))?;
+    // Held from the reads to the writes (always the ini file first, then the auth file), so a
+    // concurrent run reads what this one wrote.
+    let locks = match ctx.check_mode {
+        true => None,
+        false => Some((
+            fs::lock(&ini_path).map_err(path_err("path"))?,
+            fs::lock(&auth_path).map_err(path_err("auth_file"))?,
+        )),
+    };
+    if let Some((ini_lock, auth_lock)) = &locks {
+        for note in ini_lock.notes().into_iter().chain(auth_lock.notes()) {
+            ctx.warn(note);
+        }
+    }
     let ini_now = fs::read(&ini_path).map_err(path_err("path"))?;
     let auth_now = fs::read(&auth_path).map_err(path_err("auth_file"))?;
     let old_entries: BTreeMap<String, String> = auth_now
@@ -1104,9 +1144,9 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             }
         }
     }
-    if ctx.check_mode {
-        return Ok(outcome);
-    }
+    let Some((ini_lock, auth_lock)) = locks else {
+        return Ok(outcome); // check mode
+    };
 
     // Auth file first: the new ini may name users only it knows.
     let opts = WriteOptions {
@@ -1116,7 +1156,7 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     };
     if auth_changes {
         fs::write(
-            &auth_path,
+            &auth_lock,
             auth_content.as_bytes(),
             auth_now.as_ref(),
             &opts,
@@ -1126,11 +1166,12 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
         fs::set_attrs(&auth_path, &attrs).map_err(path_err("auth_file"))?;
     }
     if ini_changes {
-        fs::write(&ini_path, content.as_bytes(), ini_now.as_ref(), &opts)
+        fs::write(&ini_lock, content.as_bytes(), ini_now.as_ref(), &opts)
             .map_err(path_err("path"))?;
     } else if ini_now.is_some() {
         fs::set_attrs(&ini_path, &attrs).map_err(path_err("path"))?;
     }
+    drop((ini_lock, auth_lock));
     if !(ini_changes || auth_changes || stale) || !a.reload {
         return Ok(outcome);
     }

@@ -10,8 +10,17 @@
 //! empty or short: space is reserved first (`posix_fallocate`, so a full disk fails before
 //! anything is touched), the new bytes are written from offset 0 over the old ones, and only
 //! then is the file cut to the new length. The fsynced temporary file stays next to the target
-//! until the rewrite is complete, so a crash mid-way leaves a full copy of the new content;
+//! until the rewrite is complete, so a crash mid-way leaves a full copy of the new content
+//! (until the next run, which rewrites the file and removes the copy with a warning);
 //! a failed write puts the old content back. The result says the file was written in place.
+//!
+//! Every write happens under [`lock`]: an exclusive `flock` on `.NAME.matrix-ha.lock` beside
+//! the target, held from before the file is read until after it is replaced, so two runs
+//! against one file (several plays, `delegate_to` tasks) never lose each other's update: the
+//! second reads what the first wrote. [`write`] takes the lock, so no write can happen without
+//! it. Taking it also removes temporary files an earlier run left when it was killed
+//! (`.NAME.matrix-ha.PID.N.tmp`, with the PID of a process that no longer runs): under the
+//! lock no other run of ours is writing them.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, ErrorKind, Write};
@@ -169,6 +178,121 @@ impl Written {
     }
 }
 
+/// An exclusive lock on one target file, held until dropped (see the module docs).
+#[derive(Debug)]
+pub struct Locked {
+    target: PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+    /// Stale temporary files removed when the lock was taken.
+    pub removed: Vec<PathBuf>,
+}
+
+impl Locked {
+    /// The locked target.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// Warnings to show for the stale temporary files this lock removed.
+    pub fn notes(&self) -> Vec<String> {
+        self.removed
+            .iter()
+            .map(|p| {
+                format!(
+                    "removed '{}', a temporary file left by an interrupted earlier run",
+                    p.display()
+                )
+            })
+            .collect()
+    }
+}
+
+/// The lock file of `target`: `.NAME.matrix-ha.lock` in the same directory.
+pub fn lock_path(target: &Path) -> PathBuf {
+    parent_dir(target).join(format!(".{}.matrix-ha.lock", file_name(target)))
+}
+
+fn file_name(target: &Path) -> String {
+    target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Takes the exclusive lock of `target` (waiting for another run to finish with it), then
+/// removes stale temporary files of the target. `target` should come from [`resolve`].
+///
+/// The lock file is created 0600 (never through a symbolic link) and kept: removing it would
+/// let a waiting run and a new one lock two different files.
+pub fn lock(target: &Path) -> Result<Locked, FsError> {
+    inspect(target)?; // a target that cannot be written gets no lock file either
+    let path = lock_path(target);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| FsError::new("cannot open the lock file", &path, e))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| FsError::new("cannot lock", &path, io::Error::from(errno)))?;
+    let removed = remove_stale_temps(target);
+    Ok(Locked {
+        target: target.to_path_buf(),
+        _lock: lock,
+        removed,
+    })
+}
+
+/// The PID in the name of one of `target`'s temporary files (its own, or its backup's), or
+/// `None` when `name` is not one.
+fn temp_pid(target_name: &str, name: &str) -> Option<i32> {
+    let rest = name.strip_suffix(".tmp")?;
+    let (rest, counter) = rest.rsplit_once('.')?;
+    let (rest, pid) = rest.rsplit_once('.')?;
+    let stem = rest.strip_suffix(".matrix-ha")?;
+    let own = format!(".{target_name}");
+    let ours = stem == own || (stem.starts_with(&format!("{own}.")) && stem.ends_with('~'));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    (ours && digits(counter) && digits(pid))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+fn process_runs(pid: i32) -> bool {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno != nix::errno::Errno::ESRCH,
+    }
+}
+
+/// Removes `target`'s temporary files whose process no longer runs; returns what it removed.
+fn remove_stale_temps(target: &Path) -> Vec<PathBuf> {
+    let name = file_name(target);
+    let own = std::process::id() as i32;
+    let Ok(entries) = fs::read_dir(parent_dir(target)) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_pid(&name, &file_name) else {
+            continue;
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if pid > 0 && pid != own && is_file && !process_runs(pid) {
+            let path = entry.path();
+            if fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+    }
+    removed.sort();
+    removed
+}
+
 /// The path to act on: `path` itself, or where it points when it is a symbolic link
 /// (a link is followed, never replaced by a file).
 pub fn resolve(path: &Path) -> Result<PathBuf, FsError> {
@@ -183,6 +307,17 @@ pub fn resolve(path: &Path) -> Result<PathBuf, FsError> {
 ///
 /// A directory, a device or a socket is an error; so is a missing parent directory.
 pub fn read(path: &Path) -> Result<Option<(Vec<u8>, fs::Metadata)>, FsError> {
+    match inspect(path)? {
+        None => Ok(None),
+        Some(meta) => fs::read(path)
+            .map(|bytes| Some((bytes, meta)))
+            .map_err(|e| FsError::new("cannot read", path, e)),
+    }
+}
+
+/// The metadata of a regular file, `None` when it does not exist but could be created, or why
+/// it cannot be used.
+fn inspect(path: &Path) -> Result<Option<fs::Metadata>, FsError> {
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Err(FsError::other("cannot use", path, "it is a directory")),
         Ok(meta) if !meta.is_file() => Err(FsError::other(
@@ -190,9 +325,7 @@ pub fn read(path: &Path) -> Result<Option<(Vec<u8>, fs::Metadata)>, FsError> {
             path,
             "it is not a regular file",
         )),
-        Ok(meta) => fs::read(path)
-            .map(|bytes| Some((bytes, meta)))
-            .map_err(|e| FsError::new("cannot read", path, e)),
+        Ok(meta) => Ok(Some(meta)),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let parent = parent_dir(path);
             match fs::metadata(parent) {
@@ -230,10 +363,7 @@ struct Temp {
 impl Temp {
     fn create(target: &Path) -> Result<Temp, FsError> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = file_name(target);
         let path = parent_dir(target).join(format!(
             ".{name}.matrix-ha.{}.{}.tmp",
             std::process::id(),
@@ -261,14 +391,15 @@ impl Drop for Temp {
     }
 }
 
-/// Writes `content` to `path` safely (see the module docs). `path` should come from
-/// [`resolve`]; `current` is what [`read`] returned for it.
+/// Writes `content` to the locked target safely (see the module docs); `current` is what
+/// [`read`] returned for it under the same lock.
 pub fn write(
-    path: &Path,
+    lock: &Locked,
     content: &[u8],
     current: Option<&(Vec<u8>, fs::Metadata)>,
     opts: &WriteOptions,
 ) -> Result<Written, FsError> {
+    let path = lock.path();
     let meta = current.map(|(_, m)| m);
     let backup_file = match (opts.backup, current) {
         (true, Some((old, old_meta))) => Some(backup(path, old, old_meta)?),
@@ -449,11 +580,20 @@ mod tests {
     fn new_file_gets_default_mode_and_no_temp_is_left() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hosts");
-        let w = write(&path, b"a\n", None, &opts()).unwrap();
+        let w = write(&lock(&path).unwrap(), b"a\n", None, &opts()).unwrap();
         assert_eq!(w.method, Method::Renamed);
         assert_eq!(fs::read(&path).unwrap(), b"a\n");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&".hosts.matrix-ha.lock".to_string()));
+        let lock_mode = fs::metadata(dir.path().join(".hosts.matrix-ha.lock"))
+            .unwrap()
+            .mode();
+        assert_eq!(lock_mode & 0o777, 0o600);
     }
 
     #[test]
@@ -465,7 +605,7 @@ mod tests {
         let current = read(&path).unwrap();
         let mut o = opts();
         o.backup = true;
-        let w = write(&path, b"new\n", current.as_ref(), &o).unwrap();
+        let w = write(&lock(&path).unwrap(), b"new\n", current.as_ref(), &o).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);
         let backup = w.backup_file.unwrap();
         assert_eq!(fs::read(&backup).unwrap(), b"old\n");
@@ -475,7 +615,7 @@ mod tests {
         let current = read(&path).unwrap();
         o.backup = false;
         o.attrs.mode = Some(0o600);
-        write(&path, b"newer\n", current.as_ref(), &o).unwrap();
+        write(&lock(&path).unwrap(), b"newer\n", current.as_ref(), &o).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
     }
 
@@ -500,12 +640,80 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let target = resolve(&link).unwrap();
         let current = read(&target).unwrap();
-        write(&target, b"y", current.as_ref(), &opts()).unwrap();
+        write(&lock(&target).unwrap(), b"y", current.as_ref(), &opts()).unwrap();
         assert!(fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
             .is_symlink());
         assert_eq!(fs::read(&real).unwrap(), b"y");
+    }
+
+    #[test]
+    fn concurrent_read_modify_writes_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list");
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let held = lock(&path).unwrap();
+                    let current = read(&path).unwrap();
+                    let mut text = current.as_ref().map(|(b, _)| b.clone()).unwrap_or_default();
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    text.extend_from_slice(format!("line {i}\n").as_bytes());
+                    write(&held, &text, current.as_ref(), &opts()).unwrap();
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let text = fs::read_to_string(&path).unwrap();
+        for i in 0..20 {
+            assert!(
+                text.contains(&format!("line {i}\n")),
+                "line {i} lost:\n{text}"
+            );
+        }
+        assert_eq!(text.lines().count(), 20);
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        fs::write(&path, b"x\n").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = [
+            format!(".hosts.matrix-ha.{dead}.0.tmp"),
+            format!(".hosts.{dead}.2026-11-24@10:00:00~.matrix-ha.{dead}.3.tmp"),
+        ];
+        let kept = [
+            ".hosts.matrix-ha.1.0.tmp".to_string(), // pid 1 runs
+            format!(".other.matrix-ha.{dead}.0.tmp"),
+            format!(".hosts.matrix-ha.{dead}.x.tmp"),
+            format!("hosts.matrix-ha.{dead}.0.tmp"),
+        ];
+        for name in stale.iter().chain(&kept) {
+            fs::write(dir.path().join(name), b"new content\n").unwrap();
+        }
+        let held = lock(&path).unwrap();
+        let mut removed: Vec<String> = held
+            .removed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        removed.sort();
+        let mut want = stale.to_vec();
+        want.sort();
+        assert_eq!(removed, want);
+        for name in &stale {
+            assert!(!dir.path().join(name).exists(), "{name}");
+        }
+        for name in &kept {
+            assert!(dir.path().join(name).exists(), "{name}");
+        }
+        assert!(held.notes()[0].contains("left by an interrupted earlier run"));
     }
 
     #[test]

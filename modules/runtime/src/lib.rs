@@ -6,7 +6,10 @@
 //! - [`params`] and [`coerce`]: the flat JSON args file Ansible writes, Ansible's type
 //!   coercion, unknown-option and choice checks, `no_log` masking;
 //! - [`result`]: one JSON result, with every secret scrubbed from every string in it;
-//! - [`fs`]: safe file writes (atomic rename, in-place fallback for bind-mounted files);
+//! - [`text`]: the one check every value goes through before it is written into a
+//!   configuration file, by the file's syntax; [`yaml`]: YAML that reads back with its types;
+//! - [`fs`]: safe file writes under an exclusive lock (atomic rename, in-place fallback for
+//!   bind-mounted files, stale temporary files cleaned);
 //! - [`run`]: the process around it all, where every error and every panic becomes a
 //!   `failed` result on stdout.
 //!
@@ -25,6 +28,8 @@ pub mod params;
 pub mod result;
 pub mod run;
 pub mod spec;
+pub mod text;
+pub mod yaml;
 
 pub use result::{Diff, Failure, Outcome};
 pub use run::{execute, main, Context, Overrides, RunFn};

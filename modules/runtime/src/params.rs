@@ -65,6 +65,12 @@ pub enum ParamError {
     },
     #[error("option '{option}': {message}")]
     Internal { option: String, message: String },
+    #[error(
+        "option '{option}': the value (hidden: no_log) is shorter than {min} characters; \
+         secrets must have at least {min} (a shorter one could not be masked in the result \
+         without masking unrelated text)"
+    )]
+    ShortSecret { option: String, min: usize },
 }
 
 /// All the problems found, in option order; shown joined with `"; "`.
@@ -144,8 +150,20 @@ pub fn parse(
     if !errors.is_empty() {
         return Err(ParamErrors(errors));
     }
-    let mut secrets = Vec::new();
-    collect_secrets(spec, &values, false, &mut secrets);
+    let mut found = Vec::new();
+    collect_secrets(spec, &values, false, "", &mut found);
+    let short: Vec<ParamError> = found
+        .iter()
+        .filter(|(_, s)| s.chars().count() < MIN_SECRET_LEN)
+        .map(|(option, _)| ParamError::ShortSecret {
+            option: option.clone(),
+            min: MIN_SECRET_LEN,
+        })
+        .collect();
+    if !short.is_empty() {
+        return Err(ParamErrors(short));
+    }
+    let mut secrets: Vec<String> = found.into_iter().map(|(_, s)| s).collect();
     secrets.sort_unstable();
     secrets.dedup();
     Ok(Params { values, secrets })
@@ -280,27 +298,47 @@ pub fn shown(value: &Value, secret: bool) -> String {
     }
 }
 
+/// The shortest secret a `no_log` option takes. The result is scrubbed of every secret's
+/// text; a one-character secret would mask that character in every word of the result (and
+/// the asterisks' places would show it), so shorter secrets are refused, not masked.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// Every non-empty `no_log` value with the option it came from (`users[1].password`).
 fn collect_secrets(
     spec: &[OptionSpec],
     values: &Map<String, Value>,
     secret: bool,
-    out: &mut Vec<String>,
+    prefix: &str,
+    out: &mut Vec<(String, String)>,
 ) {
     for opt in spec {
         if let Some(value) = values.get(opt.name) {
-            collect_value(opt, value, secret || opt.no_log, out);
+            let name = format!("{prefix}{}", opt.name);
+            collect_value(opt, value, secret || opt.no_log, &name, out);
         }
     }
 }
 
-fn collect_value(opt: &OptionSpec, value: &Value, secret: bool, out: &mut Vec<String>) {
+fn collect_value(
+    opt: &OptionSpec,
+    value: &Value,
+    secret: bool,
+    name: &str,
+    out: &mut Vec<(String, String)>,
+) {
     match value {
-        Value::Object(map) => collect_secrets(opt.suboptions, map, secret, out),
+        Value::Object(map) if !opt.suboptions.is_empty() => {
+            collect_secrets(opt.suboptions, map, secret, &format!("{name}."), out)
+        }
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, v)| collect_value(opt, v, secret, &format!("{name}.{k}"), out)),
         Value::Array(items) => items
             .iter()
-            .for_each(|v| collect_value(opt, v, secret, out)),
-        Value::String(s) if secret && !s.is_empty() => out.push(s.clone()),
-        Value::Number(n) if secret => out.push(n.to_string()),
+            .enumerate()
+            .for_each(|(i, v)| collect_value(opt, v, secret, &format!("{name}[{i}]"), out)),
+        Value::String(s) if secret && !s.is_empty() => out.push((name.to_string(), s.clone())),
+        Value::Number(n) if secret => out.push((name.to_string(), n.to_string())),
         _ => {}
     }
 }
@@ -449,17 +487,38 @@ mod tests {
 
     #[test]
     fn secrets_are_collected_masked_and_never_shown() {
-        let raw =
-            obj(json!({"password": "hunter2-x", "users": [{"name": "u", "secret": "s3cr3t!"}]}));
+        let raw = obj(
+            json!({"password": "hunter2-x", "users": [{"name": "u", "secret": "s3cr3t!-long"}]}),
+        );
         let p = parse(&SPEC, &[], &raw).unwrap();
         assert_eq!(
             p.secrets,
-            vec!["hunter2-x".to_string(), "s3cr3t!".to_string()]
+            vec!["hunter2-x".to_string(), "s3cr3t!-long".to_string()]
         );
         let m = masked(&SPEC, &p.values);
         assert_eq!(m["password"], json!(NO_LOG_MARKER));
         assert_eq!(m["users"], json!([{"name": "u", "secret": NO_LOG_MARKER}]));
         assert_eq!(m["state"], json!("present"));
+
+        let short = parse(
+            &SPEC,
+            &[],
+            &obj(json!({"password": "a", "users": [{"name": "u", "secret": "1234567"}]})),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            short.contains(
+                "option 'password': the value (hidden: no_log) is shorter than 8 characters"
+            ),
+            "{short}"
+        );
+        assert!(
+            short
+                .contains("option 'users[0].secret': the value (hidden: no_log) is shorter than 8"),
+            "{short}"
+        );
+        assert!(!short.contains("1234567"), "{short}");
 
         let bad = parse(&SPEC, &[], &obj(json!({"password": {"not": "text"}}))).unwrap_err();
         assert!(bad.to_string().contains("hidden: no_log"));

@@ -152,7 +152,12 @@ fn merge_extra(out: &mut Map<String, Value>, data: Map<String, Value>) {
     }
 }
 
-/// Replaces every occurrence of every secret in every string (keys included) of `value`.
+/// Replaces every occurrence of every secret in every string value of `value`.
+///
+/// Keys are never touched: they are the result's structure (`changed`, `failed`) and the
+/// module's own names, never a secret. Secrets shorter than
+/// [`MIN_SECRET_LEN`](crate::params::MIN_SECRET_LEN) are skipped (the runtime refuses them as
+/// options): masking a short one would mask unrelated text and show where it occurs.
 pub fn scrub(value: &mut Value, secrets: &[String]) {
     if secrets.is_empty() {
         return;
@@ -160,22 +165,26 @@ pub fn scrub(value: &mut Value, secrets: &[String]) {
     match value {
         Value::String(s) => scrub_str(s, secrets),
         Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, secrets)),
-        Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (mut key, mut v) in entries {
-                scrub_str(&mut key, secrets);
-                scrub(&mut v, secrets);
-                map.insert(key, v);
-            }
-        }
+        Value::Object(map) => map.values_mut().for_each(|v| scrub(v, secrets)),
         _ => {}
     }
 }
 
 pub(crate) fn scrub_str(text: &mut String, secrets: &[String]) {
-    // Longest first, so a secret that contains another is replaced whole.
-    let mut ordered: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    // Each secret as given and as it is written inside a quoted YAML/JSON string (a diff of a
+    // file shows `pa\"ss` for `pa"ss`); longest first, so a secret that contains another is
+    // replaced whole.
+    let mut ordered: Vec<String> = secrets
+        .iter()
+        .filter(|s| s.chars().count() >= crate::params::MIN_SECRET_LEN)
+        .flat_map(|s| {
+            let json = serde_json::to_string(s).unwrap_or_default();
+            let json = json.trim_matches('"').to_string();
+            [s.clone(), crate::yaml::escaped(s), json]
+        })
+        .collect();
     ordered.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    ordered.dedup();
     for secret in ordered {
         if text.contains(secret.as_str()) {
             *text = text.replace(secret.as_str(), SCRUBBED);
@@ -200,9 +209,9 @@ mod tests {
 
     #[test]
     fn secrets_are_scrubbed_from_msg_diff_warnings_and_data() {
-        let secrets = vec!["pa55word".to_string(), "pa55".to_string()];
+        let secrets = vec!["pa55word".to_string(), "pa55word-2".to_string()];
         let outcome = Outcome::new(true, "set pa55word")
-            .with_diff(Diff::file("/f", "old pa55", "new pa55word"))
+            .with_diff(Diff::file("/f", "old pa55word-2", "new pa55word"))
             .with("detail", json!({"nested": ["x pa55word y"]}));
         let mut r = report(Ok(outcome), &secrets);
         r.warnings = vec!["careful with pa55word".into()];
@@ -213,6 +222,31 @@ mod tests {
         assert_eq!(value["msg"], json!("set ********"));
         assert_eq!(value["diff"]["after"], json!("new ********"));
         assert_eq!(value["diff"]["before_header"], json!("/f"));
+    }
+
+    #[test]
+    fn keys_are_never_masked_and_short_secrets_are_skipped() {
+        let secrets = vec!["a".to_string(), "changed1".to_string()];
+        let outcome = Outcome::new(true, "value changed1 and a").with("changed1", "changed1");
+        let (value, _) = report(Ok(outcome), &secrets).into_json();
+        assert_eq!(value["changed"], json!(true));
+        assert_eq!(value["failed"], json!(false));
+        assert_eq!(value["msg"], json!("value ******** and a"));
+        assert_eq!(
+            value["changed1"],
+            json!("********"),
+            "the key stays, the value is masked"
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_in_their_quoted_form_too() {
+        let secrets = vec!["pa\"ss\\wo\u{7f}rd".to_string()];
+        let file = crate::yaml::emit(&json!({"password": secrets[0]}));
+        let outcome = Outcome::new(true, "x").with_diff(Diff::file("/f", "", file));
+        let (value, _) = report(Ok(outcome), &secrets).into_json();
+        let after = value["diff"]["after"].as_str().unwrap();
+        assert!(after.contains("\"password\": \"********\""), "{after}");
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub fn run(name: &str, args_file: &Path, flags: &[&str]) -> Ran {
     result(out)
 }
 
-/// The names in `dir`, sorted: to prove no temporary or backup file was left.
+/// The names in `dir`, sorted: to prove no temporary or backup file was left. The runtime's
+/// lock files (`.NAME.matrix-ha.lock`, kept on purpose beside every file a module wrote or
+/// tried to write) are left out.
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .expect("a readable directory")
@@ -53,6 +55,7 @@ pub fn listing(dir: &Path) -> Vec<String> {
                 .to_string_lossy()
                 .into_owned()
         })
+        .filter(|name| !name.ends_with(".matrix-ha.lock"))
         .collect();
     names.sort();
     names
@@ -70,4 +73,60 @@ pub fn per_run(prefix: &str, bytes: usize) -> String {
         "{prefix}{}",
         buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
+}
+
+/// Property-test text: short strings of the characters some configuration syntax gives a
+/// meaning to (line breaks, NUL, separators, quotes, comment starts, Unicode line separators)
+/// mixed with ordinary ones.
+pub fn tricky_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let chars = prop::sample::select(vec![
+        'a',
+        'Z',
+        '_',
+        '1',
+        '.',
+        ',',
+        ' ',
+        '\t',
+        '\n',
+        '\r',
+        '\0',
+        '=',
+        '[',
+        ']',
+        '#',
+        ';',
+        '"',
+        '\'',
+        '\\',
+        '$',
+        '`',
+        '{',
+        '}',
+        '!',
+        ':',
+        '-',
+        '/',
+        '%',
+        'é',
+        '\u{85}',
+        '\u{2028}',
+        '\u{7f}',
+        '\u{feff}',
+        '\u{1f600}',
+    ]);
+    prop::collection::vec(chars, 0..12).prop_map(|v| v.into_iter().collect())
+}
+
+/// Property-test text that is mostly ordinary: three times in four a word from `words`, else
+/// [`tricky_text`] (so that both the refusals and the files written are exercised).
+pub fn word_or_tricky(
+    words: &'static [&'static str],
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => prop::sample::select(words).prop_map(str::to_string),
+        1 => tricky_text(),
+    ]
 }
