@@ -29,8 +29,9 @@ fn run_module(dir: &Path, args: &Value) -> (Value, bool) {
     (value, out.status.success())
 }
 
-/// A server_reset_query holding ';', '#', '=', '[' and quotes: all plain text to PgBouncer.
-const RESET_QUERY: &str = "DISCARD ALL; SELECT '# ; = [x] \"q\"'";
+/// A server_check_query holding ';', '#', '=', '[' and quotes: all plain text to PgBouncer.
+/// (server_reset_query is the module's own: DISCARD ALL in transaction pooling.)
+const CHECK_QUERY: &str = "SELECT '# ; = [x] \"q\"';";
 
 #[test]
 fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
@@ -69,7 +70,7 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
             // Values with the ini syntax's own characters inside, which must reach PgBouncer
             // exactly (a line break or comma item would be refused, see the CLI tests).
             "ignore_startup_parameters": ["extra_float_digits", "options"],
-            "settings": {"server_reset_query": RESET_QUERY},
+            "settings": {"server_check_query": CHECK_QUERY},
         });
         if admin {
             a["admin_password"] = json!(admin_pw);
@@ -129,8 +130,8 @@ fn scram_through_pgbouncer_reload_applies_and_synapse_settings_hold() {
         Some("extra_float_digits,options")
     );
     assert_eq!(
-        pg::show_config(port, "pgbouncer_admin", &admin_pw, "server_reset_query").as_deref(),
-        Some(RESET_QUERY)
+        pg::show_config(port, "pgbouncer_admin", &admin_pw, "server_check_query").as_deref(),
+        Some(CHECK_QUERY)
     );
 
     // A new pool size applies by RELOAD on the admin console, verified with SHOW CONFIG.
