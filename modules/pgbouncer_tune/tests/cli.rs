@@ -210,7 +210,7 @@ fn bad_inputs(s: &Scratch) -> Vec<(&'static str, Value, String)> {
         ("peer_id without pidfile", with(with(g.clone(), "peer_id", json!(1)), "peers", json!([{"id": 1, "host": "/run/pgb1", "port": 6432}])), "option 'pidfile': missing, required with 'peer_id'".into()),
         ("setting the module owns", with(g.clone(), "settings", json!({"default_pool_size": 5})), "option 'settings.default_pool_size': this setting is computed by the module".into()),
         ("setting spanning lines", with(g.clone(), "settings", json!({"server_lifetime": "3600\nauth_type = trust"})), "option 'settings.server_lifetime': value \"3600\\nauth_type = trust\" contains the control character '\\n'".into()),
-        ("setting of 10 MB", with(g.clone(), "settings", json!({"server_reset_query": "x".repeat(10 << 20)})), "option 'settings.server_reset_query': value \"xxxx".into()),
+        ("setting of 10 MB", with(g.clone(), "settings", json!({"server_check_query": "x".repeat(10 << 20)})), "option 'settings.server_check_query': value \"xxxx".into()),
         ("NUL in a setting", with(g.clone(), "settings", json!({"application_name_add_host": "1\u{0}x"})), "option 'settings.application_name_add_host': value \"1\\0x\" contains the control character '\\0'".into()),
         ("setting with a blank around it", with(g.clone(), "settings", json!({"server_lifetime": " 3600"})), "option 'settings.server_lifetime': value \" 3600\" starts or ends with a blank".into()),
         ("setting name with '='", with(g.clone(), "settings", json!({"auth_type = trust\nx": "1"})), "option 'settings': value \"auth_type = trust\\nx\" is not a PgBouncer setting name".into()),
