@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use matrix_ha_tests::{root, Ansible};
+use matrix_ha_tests::{mdad_dir, root, Ansible};
 use serde_json::Value;
 
 const SCALES: [&str; 3] = ["small", "medium", "large"];
@@ -32,26 +32,6 @@ fn site(scale: &str) -> String {
         ))
         .display()
         .to_string()
-}
-
-/// MDAD's checkout: `MATRIX_HA_MDAD_DIR`, else `<root>/mdad`, else `<root>/../shared/mdad`.
-fn mdad_dir() -> PathBuf {
-    let root = root();
-    let candidates: Vec<PathBuf> = std::env::var_os("MATRIX_HA_MDAD_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([root.join("mdad"), root.join("../shared/mdad")])
-        .collect();
-    candidates
-        .iter()
-        .find(|d| d.join("setup.yml").is_file() && d.join("roles/galaxy").is_dir())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no MDAD checkout with setup.yml and roles/galaxy (run `just roles` in it) at any of \
-                 {candidates:?}; set MATRIX_HA_MDAD_DIR"
-            )
-        })
 }
 
 fn haproxy_binary() -> &'static str {
