@@ -168,6 +168,18 @@ impl PlannedSite {
         })
     }
 
+    /// The names HAProxy answers `/.well-known/matrix/*` on, which its certificate must cover:
+    /// `matrix.<domain>`, and the base domain unless the site file says another web server
+    /// serves it (`serve_base_domain: false`).
+    pub fn well_known_hosts(&self) -> Vec<String> {
+        let d = &self.topology.domain;
+        if self.topology.serve_base_domain {
+            vec![d.clone(), format!("matrix.{d}")]
+        } else {
+            vec![format!("matrix.{d}")]
+        }
+    }
+
     /// Group name of a role-like group inside this site, e.g. `chat_z3r0d3v_com_patroni`.
     pub fn group(&self, group: &str) -> String {
         format!("{}_{group}", self.topology.name)
@@ -235,6 +247,12 @@ impl PlannedSite {
         v.insert("site_federation_enabled", json!(t.federation));
         v.insert("site_servers_total", json!(t.total_servers()));
         v.insert("site_turn_uris", Val::Strings(self.turn_uris()));
+        v.insert("site_serve_base_domain", json!(t.serve_base_domain));
+        // What site.yml's first play requires of the vault before any host changes.
+        v.insert(
+            "site_vault_variables",
+            Val::Strings(VAULT_VARIABLES.iter().map(|(n, _)| n.to_string()).collect()),
+        );
         v.insert("etc_hosts_entries", Val::EtcHosts(self));
         v
     }
@@ -363,7 +381,11 @@ impl PlannedSite {
                 v.insert("haproxy_synapse_routes", Val::Json(Value::Array(routes)));
                 v.insert(
                     "haproxy_well_known_hosts",
-                    Val::Strings(vec![d.clone(), format!("matrix.{d}")]),
+                    Val::Strings(self.well_known_hosts()),
+                );
+                v.insert(
+                    "haproxy_tls_certificate_names",
+                    Val::Strings(self.well_known_hosts()),
                 );
                 v.insert(
                     "haproxy_well_known_server",
@@ -660,6 +682,34 @@ mod tests {
         assert_eq!(entries[0]["names"][0], "chat.z3r0d3v.com");
         assert!(entries.iter().any(|e| e["ip"] == "10.20.0.31"
             && e["names"] == json!(["patroni-1.chat.z3r0d3v.com", "patroni-1"])));
+    }
+
+    #[test]
+    fn haproxy_serves_discovery_on_the_base_domain_unless_told_not_to() {
+        let p = planned("scale: small\n");
+        assert_eq!(
+            p.well_known_hosts(),
+            ["chat.z3r0d3v.com", "matrix.chat.z3r0d3v.com"]
+        );
+        let text = crate::sheet::render_text(&crate::sheet::sheet(&p));
+        assert!(text.contains("Discovery: HAProxy on the VIP answers https://chat.z3r0d3v.com/.well-known/matrix/server"), "{text}");
+
+        let p = planned("scale: small\nserve_base_domain: false\n");
+        assert_eq!(p.well_known_hosts(), ["matrix.chat.z3r0d3v.com"]);
+        let text = crate::sheet::render_text(&crate::sheet::sheet(&p));
+        for line in [
+            "the web server of chat.z3r0d3v.com must answer:",
+            "  GET https://chat.z3r0d3v.com/.well-known/matrix/server\n    {\"m.server\":\"matrix.chat.z3r0d3v.com:8448\"}",
+            "  GET https://chat.z3r0d3v.com/.well-known/matrix/client\n    {\"m.homeserver\":{\"base_url\":\"https://matrix.chat.z3r0d3v.com\"}}\n    with the header Access-Control-Allow-Origin: *",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        let sheet = serde_json::to_value(crate::sheet::sheet(&p)).expect("serializes");
+        assert_eq!(sheet["discovery"]["served_by_haproxy"], false);
+        assert_eq!(
+            sheet["discovery"]["client_header"],
+            "Access-Control-Allow-Origin: *"
+        );
     }
 
     #[test]

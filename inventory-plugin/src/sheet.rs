@@ -231,6 +231,24 @@ pub struct Sheet {
     pub synapse_processes: u32,
     pub workers: Vec<(String, u32)>,
     pub servers: Vec<Server>,
+    /// Matrix discovery on the base domain.
+    pub discovery: Discovery,
+}
+
+/// Who answers `https://<domain>/.well-known/matrix/{server,client}`, and what they answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovery {
+    /// The site's HAProxy (site key `serve_base_domain`, default true) or the operator's own web
+    /// server.
+    pub served_by_haproxy: bool,
+    pub server_url: String,
+    /// The body of `/.well-known/matrix/server`.
+    pub server: String,
+    pub client_url: String,
+    /// The body of `/.well-known/matrix/client`.
+    pub client: String,
+    /// The header `/client` must be sent with, so that web clients may read it.
+    pub client_header: &'static str,
 }
 
 pub fn sheet(site: &PlannedSite) -> Sheet {
@@ -278,6 +296,14 @@ pub fn sheet(site: &PlannedSite) -> Sheet {
             .filter(|(_, n)| *n > 0)
             .collect(),
         servers,
+        discovery: Discovery {
+            served_by_haproxy: t.serve_base_domain,
+            server_url: format!("https://{}/.well-known/matrix/server", t.domain),
+            server: crate::routing::well_known_server(&t.domain),
+            client_url: format!("https://{}/.well-known/matrix/client", t.domain),
+            client: crate::routing::well_known_client(&t.domain),
+            client_header: "Access-Control-Allow-Origin: *",
+        },
     }
 }
 
@@ -384,6 +410,27 @@ pub fn render_text(s: &Sheet) -> String {
         out,
         "  note: LiveKit uses the muxed 7882/udp; the design's 50100-50200/udp range is not opened (LiveKit ignores the range when a UDP port is set)."
     );
+    let d = &s.discovery;
+    if d.served_by_haproxy {
+        let _ = writeln!(
+            out,
+            "\nDiscovery: HAProxy on the VIP answers {} and {} (the base domain must resolve to the VIP, \
+             and the site's certificate must name it).",
+            d.server_url, d.client_url
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nDiscovery: serve_base_domain is false, so the web server of {} must answer:",
+            s.domain
+        );
+        let _ = writeln!(out, "  GET {}\n    {}", d.server_url, d.server);
+        let _ = writeln!(
+            out,
+            "  GET {}\n    {}\n    with the header {}",
+            d.client_url, d.client, d.client_header
+        );
+    }
     out
 }
 

@@ -43,6 +43,10 @@ pub struct SiteFile {
     pub workers: WorkerOverride,
     /// Matrix federation (`matrix_homeserver_federation_enabled`); default true.
     pub federation: Option<bool>,
+    /// Whether the site's HAProxy answers `https://<domain>/.well-known/matrix/{server,client}`
+    /// (the base domain points at the VIP); default true. False when the operator's web site
+    /// lives on the base domain elsewhere: `plan` then prints what that web server must serve.
+    pub serve_base_domain: Option<bool>,
     /// The MinIO bucket Synapse stores media in; default `synapse-media`.
     pub media_bucket: Option<String>,
     /// The registry the Synapse host's Docker pulls MDAD's Synapse image from, `host:port`;

@@ -229,6 +229,8 @@ pub struct Topology {
     pub workers: DesignWorkers,
     pub name_pattern: String,
     pub federation: bool,
+    /// HAProxy serves the base domain's `/.well-known/matrix/*` (site key `serve_base_domain`).
+    pub serve_base_domain: bool,
     pub media_bucket: String,
     /// `host:port` of the registry MDAD's Synapse image is pulled from.
     pub image_registry: String,
@@ -425,6 +427,7 @@ impl Topology {
             workers,
             name_pattern,
             federation: site.federation.unwrap_or(true),
+            serve_base_domain: site.serve_base_domain.unwrap_or(true),
             media_bucket,
             image_registry,
         })

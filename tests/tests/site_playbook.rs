@@ -55,7 +55,8 @@ fn list_tasks(mdad: Option<&Path>) -> String {
     run("--list-tasks")
 }
 
-const OUR_PLAYS: [&str; 8] = [
+const OUR_PLAYS: [&str; 9] = [
+    "Check the site before any host changes",
     "Intranet host map",
     "The etcd cluster Patroni keeps its leader lock in",
     "PostgreSQL under Patroni, and the Synapse database",
@@ -74,12 +75,12 @@ fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
     );
     let listing = list_tasks(None);
     let plays = plays(&listing);
-    assert_eq!(&plays[..8], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..9], &OUR_PLAYS, "{listing}");
     assert_eq!(
-        plays[8], "Matrix, by matrix-docker-ansible-deploy (not found)",
+        plays[9], "Matrix, by matrix-docker-ansible-deploy (not found)",
         "{listing}"
     );
-    assert_eq!(plays.len(), 9);
+    assert_eq!(plays.len(), 10);
     // Each play lists its role's tasks for the inventory's groups.
     for task in [
         "z3r0d3v.matrix_ha.etcd : Wait until this member is healthy",
@@ -98,12 +99,12 @@ fn with_an_mdad_checkout_its_setup_follows_our_plays() {
     let mdad = mdad_dir();
     let listing = list_tasks(Some(&mdad));
     let plays = plays(&listing);
-    assert_eq!(&plays[..8], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..9], &OUR_PLAYS, "{listing}");
     assert!(
-        plays[8..].iter().any(|p| p == "Set up a Matrix server"),
+        plays[9..].iter().any(|p| p == "Set up a Matrix server"),
         "{plays:?}"
     );
-    assert!(listing.contains("play #9 (matrix_servers)"), "{listing}");
+    assert!(listing.contains("play #10 (matrix_servers)"), "{listing}");
 }
 
 #[test]
@@ -117,4 +118,171 @@ fn a_wrong_mdad_dir_fails_with_the_path_it_tried() {
     assert!(!run.success, "{text}");
     let expected = format!("{}/setup.yml does not exist", wrong.display());
     assert!(text.contains(&expected), "{text}");
+}
+
+/// Runs only site.yml's first play (and what is tagged `always`) with the example small site,
+/// every host local, the vault values of `vault` (a variables file of this run) and `extra`.
+fn preflight(vault: &Path, extra: &[String]) -> (bool, String) {
+    let out = Ansible::new()
+        .command("ansible-playbook")
+        .arg("-i")
+        .arg(root().join("bin/matrix_inventory"))
+        .env(
+            "MATRIX_HA_SITE",
+            root().join("examples/sites/small/chat.z3r0d3v.com.matrix_ha.yml"),
+        )
+        .arg(root().join("playbooks/site.yml"))
+        .args([
+            "--tags",
+            "matrix-ha-no-such-tag",
+            "-e",
+            "ansible_connection=local",
+        ])
+        .args([
+            "-e",
+            "ansible_python_interpreter={{ ansible_playbook_python }}",
+        ])
+        .arg("-e")
+        .arg(format!("@{}", vault.display()))
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A vault of random values for every secret the inventory refers to, except `without`.
+fn vault_file(dir: &Path, without: &[&str]) -> std::path::PathBuf {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let names = [
+        "vault_matrix_homeserver_generic_secret_key",
+        "vault_synapse_db_password",
+        "vault_patroni_superuser_password",
+        "vault_patroni_replication_password",
+        "vault_patroni_restapi_password",
+        "vault_turn_shared_secret",
+        "vault_minio_root_user",
+        "vault_minio_root_password",
+        "vault_minio_synapse_access_key",
+        "vault_minio_synapse_secret_key",
+        "vault_keepalived_auth_pass",
+    ];
+    let path = dir.join("vault.json");
+    let mut random = [0u8; 16];
+    let mut body = serde_json::Map::new();
+    for name in names.iter().filter(|n| !without.contains(n)) {
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
+            .unwrap();
+        let value: String = random.iter().map(|b| format!("{:02x}", b)).collect();
+        body.insert(
+            name.to_string(),
+            serde_json::Value::String(value[..8].into()),
+        );
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap()
+        .write_all(serde_json::Value::Object(body).to_string().as_bytes())
+        .unwrap();
+    path
+}
+
+/// A self-signed certificate naming `names` (its key is thrown away).
+fn certificate(dir: &Path, names: &str) -> std::path::PathBuf {
+    let path = dir.join("site.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test",
+            "-keyout",
+            "/dev/null",
+        ])
+        .arg("-addext")
+        .arg(format!("subjectAltName={names}"))
+        .arg("-out")
+        .arg(&path)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+#[test]
+fn a_missing_secret_stops_the_run_before_any_host_changes_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_file(dir.path(), &["vault_turn_shared_secret"]);
+    let (ok, text) = preflight(&vault, &[]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the site's vault lacks vault_turn_shared_secret"),
+        "{text}"
+    );
+    assert!(!text.contains("PLAY [Intranet host map]"), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains(" : ok=") && !l.contains("changed=0")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_certificate_without_the_base_domain_stops_the_run_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_file(dir.path(), &[]);
+    let cert = certificate(dir.path(), "DNS:matrix.chat.z3r0d3v.com");
+    let cert_var = format!("haproxy_tls_certificate={}", cert.display());
+    let (ok, text) = preflight(&vault, &["-e".into(), cert_var.clone()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("{}", cert.display()))
+            && text
+                .contains("it does not name chat.z3r0d3v.com (it names matrix.chat.z3r0d3v.com)"),
+        "{text}"
+    );
+    assert!(!text.contains("PLAY [Intranet host map]"), "{text}");
+
+    // A wildcard for matrix.<domain> and the base domain itself: the run goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_file(dir.path(), &[]);
+    let cert = certificate(dir.path(), "DNS:chat.z3r0d3v.com,DNS:*.chat.z3r0d3v.com");
+    let cert_var = format!("haproxy_tls_certificate={}", cert.display());
+    let (_, text) = preflight(&vault, &["-e".into(), cert_var]);
+    // The roles' argument checks (tagged `always`) come after; only the first play matters here.
+    let check = text
+        .split("TASK [Check the certificate covers every name HAProxy answers discovery on]")
+        .nth(1)
+        .and_then(|rest| rest.split("TASK [").next())
+        .unwrap_or_else(|| panic!("the certificate check did not run:\n{text}"));
+    for host in ["haproxy-1", "haproxy-2"] {
+        assert!(
+            check.contains(&format!("ok: [{host}.chat.z3r0d3v.com]")),
+            "{check}"
+        );
+    }
+    assert!(!check.contains("fatal"), "{check}");
 }

@@ -3,6 +3,7 @@
 JSON line with what it saw.
 
     MATRIX_HA_ALICE_PASSWORD=... MATRIX_HA_BOB_PASSWORD=... matrix_check.py DOMAIN CA_FILE MESSAGES
+    MATRIX_HA_ALICE_PASSWORD=... matrix_check.py DOMAIN CA_FILE drill DIR SECONDS
 
 Both users log in on https://matrix.DOMAIN; alice makes a room and invites bob, bob joins; both
 send MESSAGES/2 messages at once; each user's /sync must return every acknowledged event exactly
@@ -10,6 +11,14 @@ once, each sender's in the order sent. A file is uploaded and downloaded back. T
 port answers /_matrix/key/v2/server with the server's signing key, and the base domain serves
 /.well-known/matrix/server and /client. Every request is bounded by a timeout, every loop by a
 count. Passwords come from the environment, never the command line.
+
+The drill mode is the HA drill's writer: alice sends numbered messages into a room of her own,
+one at a time, for at most SECONDS or until the file DIR/stop appears. A send that fails is
+retried with the same transaction id (Synapse answers a retried id with the first event), so an
+acknowledged message is counted once. DIR/status holds the running figures (acknowledged,
+failed, server errors, the time of the last acknowledged send, the longest stall between two);
+at the end each acknowledged event is read back and DIR/result holds the figures and the count
+of acknowledged events the server no longer has.
 """
 import hashlib
 import json
@@ -22,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-DOMAIN, CA, MESSAGES = sys.argv[1], sys.argv[2], int(sys.argv[3])
+DOMAIN, CA = sys.argv[1], sys.argv[2]
 BASE = f"https://matrix.{DOMAIN}"
 TLS = ssl.create_default_context(cafile=CA)
 
@@ -57,7 +66,67 @@ def login(user, password):
     })
 
 
+def write_json(path, value):
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(value, f, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def drill(directory, seconds):
+    alice = login("alice", os.environ["MATRIX_HA_ALICE_PASSWORD"])
+    token = alice["access_token"]
+    room = api("POST", "/_matrix/client/v3/createRoom", token, {"preset": "private_chat"})["room_id"]
+    send = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/"
+    figures = {"acknowledged": 0, "failed": 0, "server_errors": 0, "longest_stall_s": 0.0}
+    acked = []
+    started = time.time()
+    last_ok = started
+    i = 0
+    while time.time() < started + seconds and not os.path.exists(os.path.join(directory, "stop")):
+        txn = f"drill-{started}-{i}"
+        try:
+            ev = api("PUT", send + txn, token, {"msgtype": "m.text", "body": f"drill {i}"})
+        except urllib.error.HTTPError as e:
+            figures["failed"] += 1
+            figures["server_errors"] += e.code >= 500
+            time.sleep(0.2)
+            continue
+        except OSError:
+            figures["failed"] += 1
+            time.sleep(0.2)
+            continue
+        now = time.time()
+        figures["longest_stall_s"] = round(max(figures["longest_stall_s"], now - last_ok), 2)
+        last_ok = now
+        acked.append(ev["event_id"])
+        figures["acknowledged"] = len(acked)
+        i += 1
+        write_json(os.path.join(directory, "status"), dict(figures, last_ok=last_ok))
+    figures["seconds"] = round(time.time() - started, 1)
+    lost = 0
+    for event_id in acked:
+        for _attempt in range(5):
+            try:
+                api("GET", f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/event/"
+                    f"{urllib.parse.quote(event_id)}", token)
+                break
+            except urllib.error.HTTPError as e:
+                if e.code == 404:
+                    lost += 1
+                    break
+                time.sleep(1)
+            except OSError:
+                time.sleep(1)
+        else:
+            lost += 1
+    write_json(os.path.join(directory, "result"), dict(figures, lost=lost))
+
+
 def main():
+    if sys.argv[3] == "drill":
+        drill(sys.argv[4], int(sys.argv[5]))
+        return
+    messages = int(sys.argv[3])
     result = {}
     alice = login("alice", os.environ["MATRIX_HA_ALICE_PASSWORD"])
     bob = login("bob", os.environ["MATRIX_HA_BOB_PASSWORD"])
@@ -71,7 +140,7 @@ def main():
     server_errors = {"alice": 0, "bob": 0}
 
     def sender(name, token):
-        for i in range(MESSAGES // 2):
+        for i in range(messages // 2):
             txn = f"{name}-{i}-{time.time_ns()}"
             path = (f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/"
                     f"{txn}")
