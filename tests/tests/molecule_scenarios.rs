@@ -67,7 +67,7 @@ impl Molecule {
             .args(["-c", r#"exec "$0" "$@" 2>&1"#])
             .arg(venv_bin.join("molecule"))
             .args(args)
-            .current_dir(&root)
+            .current_dir(root)
             .env("MATRIX_HA_TEST_IMAGE", &self.image)
             .env("MATRIX_HA_TEST_SECRETS", self.secrets.path())
             .env("ANSIBLE_CONFIG", root.join("ansible.cfg"))
