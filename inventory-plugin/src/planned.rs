@@ -65,6 +65,41 @@ fn vault(name: &str) -> Value {
     Value::String(format!("{{{{ {name} }}}}"))
 }
 
+/// The site file's `admin_networks`: IPv4 networks in CIDR form without host bits, inside the
+/// private ranges unless `admin_networks_public: true` says otherwise.
+fn admin_networks(site: &SiteFile, domain: &str) -> Result<Vec<String>, SiteError> {
+    let public_ok = site.admin_networks_public.unwrap_or(false);
+    let mut out = Vec::new();
+    for text in &site.admin_networks {
+        let invalid = |reason: &str| SiteError::InvalidOption {
+            site: domain.into(),
+            option: "admin_networks".into(),
+            value: text.clone(),
+            reason: reason.into(),
+        };
+        let net: ipnet::Ipv4Net = text
+            .trim()
+            .parse()
+            .map_err(|_| invalid("an IPv4 network in CIDR form, e.g. 10.20.5.0/24"))?;
+        if net.network() != net.addr() {
+            return Err(invalid(&format!(
+                "host bits are set: did you mean {}?",
+                net.trunc()
+            )));
+        }
+        if !public_ok && !crate::ipplan::is_private(net) {
+            return Err(invalid(
+                "not a private network (RFC 1918 or RFC 6598): Synapse's admin API would be \
+                 open to it; set admin_networks_public: true if that is meant",
+            ));
+        }
+        if !out.contains(&net.to_string()) {
+            out.push(net.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Fixed ports of the chain.
 pub const PGBOUNCER_PORT: u16 = 6432;
 pub const POSTGRES_PORT: u16 = 5432;
@@ -105,6 +140,8 @@ pub struct PlannedSite {
     pub keepalived_vrid: u32,
     /// Names the intranet /etc/hosts maps to the VIP.
     pub vip_names: Vec<String>,
+    /// The site file's `admin_networks`, checked and normalised (CIDR).
+    pub admin_networks: Vec<String>,
 }
 
 impl PlannedSite {
@@ -156,6 +193,7 @@ impl PlannedSite {
                 vip_names.push(name);
             }
         }
+        let admin_networks = admin_networks(site, d)?;
         Ok(PlannedSite {
             topology,
             ip,
@@ -165,6 +203,7 @@ impl PlannedSite {
             pools,
             keepalived_vrid,
             vip_names,
+            admin_networks,
         })
     }
 
@@ -248,6 +287,10 @@ impl PlannedSite {
         v.insert("site_servers_total", json!(t.total_servers()));
         v.insert("site_turn_uris", Val::Strings(self.turn_uris()));
         v.insert("site_serve_base_domain", json!(t.serve_base_domain));
+        v.insert(
+            "site_admin_networks",
+            Val::Strings(self.admin_networks.clone()),
+        );
         // What site.yml's first play requires of the vault before any host changes.
         v.insert(
             "site_vault_variables",
@@ -394,6 +437,10 @@ impl PlannedSite {
                 v.insert(
                     "haproxy_well_known_client",
                     json!(crate::routing::well_known_client(d)),
+                );
+                v.insert(
+                    "haproxy_admin_networks",
+                    Val::Strings(self.admin_networks.clone()),
                 );
                 v.insert("haproxy_postgres_port", json!(POSTGRES_PORT));
                 v.insert("haproxy_postgres_backends", postgres);
@@ -709,6 +756,44 @@ mod tests {
         assert_eq!(
             sheet["discovery"]["client_header"],
             "Access-Control-Allow-Origin: *"
+        );
+    }
+
+    #[test]
+    fn admin_networks_are_private_unless_the_site_says_otherwise() {
+        let p =
+            planned("scale: small\nadmin_networks: [10.20.5.0/24, 10.20.5.0/24, 192.168.1.7/32]\n");
+        assert_eq!(p.admin_networks, ["10.20.5.0/24", "192.168.1.7/32"]);
+        let site = |extra: &str| {
+            let text = format!(
+                "domain: chat.z3r0d3v.com\nscale: small\nnetwork: 10.20.0.0/24\nvip: 10.20.0.10\n{extra}"
+            );
+            let site = SiteFile::parse(&text, std::path::Path::new("t.yml")).expect("parses");
+            PlannedSite::plan(&site).map(|p| p.admin_networks)
+        };
+        let err = site("admin_networks: [203.0.113.0/24]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("admin_networks")
+                && err.contains("203.0.113.0/24")
+                && err.contains("admin_networks_public"),
+            "{err}"
+        );
+        let err = site("admin_networks: [10.20.5.1/24]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean 10.20.5.0/24"), "{err}");
+        let err = site("admin_networks: [everyone]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'everyone'") || err.contains("everyone"),
+            "{err}"
+        );
+        assert_eq!(
+            site("admin_networks: [203.0.113.0/24]\nadmin_networks_public: true\n").unwrap(),
+            ["203.0.113.0/24"]
         );
     }
 

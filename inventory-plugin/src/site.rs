@@ -54,6 +54,12 @@ pub struct SiteFile {
     pub image_registry: Option<String>,
     /// keepalived virtual router id (1-255, unique on the L2 segment).
     pub keepalived_vrid: Option<u32>,
+    /// Networks (CIDR) the site's administrators work from: the only sources HAProxy lets reach
+    /// Synapse's admin API (`/_synapse/admin`). Empty (the default): nobody through HAProxy.
+    #[serde(default)]
+    pub admin_networks: Vec<String>,
+    /// Accept admin networks outside the private ranges (default false: refused).
+    pub admin_networks_public: Option<bool>,
     /// Extra names the intranet /etc/hosts maps to the VIP.
     #[serde(default)]
     pub vip_names: Vec<String>,

@@ -461,8 +461,20 @@ impl Drop for HaproxyProcess {
 /// GET over TLS through `openssl s_client` is heavy; HAProxy's frontends are TLS-only, so the
 /// test speaks HTTP/1.1 through curl, which Debian ships with the test image's tools.
 fn get(port: u16, host: &str, path: &str, headers: &[&str]) -> (u16, String, String) {
+    get_from("127.0.0.1", port, host, path, headers)
+}
+
+/// [`get`] from the loopback address `source`.
+fn get_from(
+    source: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[&str],
+) -> (u16, String, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sk", "--max-time", "10", "-D", "-", "-o", "-"])
+        .args(["--interface", source])
         .arg("--resolve")
         .arg(format!("{host}:{port}:127.0.0.2"))
         .arg(format!("https://{host}:{port}{path}"));
@@ -509,6 +521,7 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
             ("haproxy_public_ports", "[443, 8448]".into()),
             ("haproxy_synapse_check_inter", "200ms".into()),
             ("haproxy_maxconn", "4096".into()),
+            ("haproxy_admin_networks", r#"["127.0.0.1/32"]"#.into()),
         ],
     );
     // A private instance: no chroot, no privilege drop, no shared admin socket.
@@ -653,6 +666,26 @@ fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
             "{port} {path} reached {body}, not {expected}"
         );
     }
+
+    // Synapse's admin API: from the admin network only, however the path is spelt.
+    for path in [
+        "/_synapse/admin/v1/server_version",
+        "/_synapse/admin/v1/media/example.org/abc",
+        "//_synapse/%61dmin/v1/server_version",
+        "/_SYNAPSE/admin/v1/server_version",
+    ] {
+        let (status, _, body) = get_from("127.0.0.7", 443, host, path, &[]);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("M_FORBIDDEN"), "{path}: {body}");
+    }
+    let (status, _, body) = get_from(
+        "127.0.0.1",
+        443,
+        host,
+        "/_synapse/admin/v1/server_version",
+        &[],
+    );
+    assert_eq!((status, body.starts_with("main ")), (200, true), "{body}");
 
     // Sync is sticky per user: the same user (two tokens) always reaches the same worker.
     let first = get(443, host, "/_matrix/client/v3/sync", &[token]).2;
