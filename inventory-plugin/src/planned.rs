@@ -628,6 +628,9 @@ impl PlannedSite {
         );
         v.insert("exim_relay_enabled", json!(false));
         v.insert("matrix_client_element_enabled", json!(false));
+        // The admin UI: no image of it is reachable offline, and Synapse's admin API is served
+        // through HAProxy to the site's admin networks only (README: the public surface).
+        v.insert("matrix_ketesa_enabled", json!(false));
 
         // Workers: the specialized preset, every count explicit.
         v.insert("matrix_synapse_workers_enabled", json!(true));

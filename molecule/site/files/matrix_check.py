@@ -4,6 +4,7 @@ JSON line with what it saw.
 
     MATRIX_HA_ALICE_PASSWORD=... MATRIX_HA_BOB_PASSWORD=... matrix_check.py DOMAIN CA_FILE MESSAGES
     MATRIX_HA_ALICE_PASSWORD=... matrix_check.py DOMAIN CA_FILE drill DIR SECONDS
+    MATRIX_HA_PASSWORD=... matrix_check.py DOMAIN CA_FILE forged USER
 
 Both users log in on https://matrix.DOMAIN; alice makes a room and invites bob, bob joins; both
 send MESSAGES/2 messages at once; each user's /sync must return every acknowledged event exactly
@@ -11,6 +12,11 @@ once, each sender's in the order sent. A file is uploaded and downloaded back. T
 port answers /_matrix/key/v2/server with the server's signing key, and the base domain serves
 /.well-known/matrix/server and /client. Every request is bounded by a timeout, every loop by a
 count. Passwords come from the environment, never the command line.
+
+The forged mode logs USER in and asks who it is with a forged X-Forwarded-For header
+(203.0.113.7), then tries six logins of an unknown user, each with another forged address, and
+prints how many the server refused with 429 (its per-address login limit, which a forged header
+must not escape).
 
 The drill mode is the HA drill's writer: alice sends numbered messages into a room of her own,
 one at a time, for at most SECONDS or until the file DIR/stop appears. A send that fails is
@@ -36,8 +42,9 @@ BASE = f"https://matrix.{DOMAIN}"
 TLS = ssl.create_default_context(cafile=CA)
 
 
-def call(method, url, token=None, body=None, raw=None, content_type="application/json", timeout=30):
-    headers = {}
+def call(method, url, token=None, body=None, raw=None, content_type="application/json", timeout=30,
+         headers=None):
+    headers = dict(headers or {})
     data = None
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -53,17 +60,31 @@ def call(method, url, token=None, body=None, raw=None, content_type="application
         return resp.status, dict(resp.headers), payload
 
 
-def api(method, path, token=None, body=None):
-    status, _, payload = call(method, BASE + path, token, body)
+def api(method, path, token=None, body=None, headers=None):
+    status, _, payload = call(method, BASE + path, token, body, headers=headers)
     return json.loads(payload) if payload else {}
 
 
-def login(user, password):
+def login(user, password, headers=None):
     return api("POST", "/_matrix/client/v3/login", body={
         "type": "m.login.password",
         "identifier": {"type": "m.id.user", "user": user},
         "password": password,
-    })
+    }, headers=headers)
+
+
+def forged(user):
+    forged_header = {"X-Forwarded-For": "203.0.113.7"}
+    me = login(user, os.environ["MATRIX_HA_PASSWORD"], headers=forged_header)
+    whoami = api("GET", "/_matrix/client/v3/account/whoami", me["access_token"],
+                 headers=forged_header)
+    refused = 0
+    for i in range(6):
+        try:
+            login("nobody-" + user, "wrong password", headers={"X-Forwarded-For": f"203.0.113.{i + 10}"})
+        except urllib.error.HTTPError as e:
+            refused += e.code == 429
+    print(json.dumps({"user_id": whoami.get("user_id"), "refused_429": refused}, sort_keys=True))
 
 
 def write_json(path, value):
@@ -123,6 +144,9 @@ def drill(directory, seconds):
 
 
 def main():
+    if sys.argv[3] == "forged":
+        forged(sys.argv[4])
+        return
     if sys.argv[3] == "drill":
         drill(sys.argv[4], int(sys.argv[5]))
         return
