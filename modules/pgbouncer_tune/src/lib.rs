@@ -8,7 +8,8 @@
 pub mod ini;
 pub mod live;
 pub mod scram;
-pub mod sizing;
+/// The pool formula, from the rules crate the inventory shares.
+pub use matrix_ha_rules::pool as sizing;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -167,7 +168,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          bounds every pool it can open. The sum of the caps plus O(reserved_connections) must \
          be at most O(max_connections); otherwise the run fails, names the max_connections to \
          raise to, and the one that keeps PgBouncer at 80 % or less (the smallest multiple of \
-         10, the inventory's rule).",
+         10, the inventory's rule). A reserve pool that does not fit is refused too, never \
+         shrunk: when the pools fit without it the message also names the largest \
+         O(reserve_pool_size) that fits. Design 002's server (22 connections, pool 18, 3 \
+         reserved) is refused with the default reserve (5) and accepted, exactly full, with \
+         O(reserve_pool_size=1).",
         "These are the inventory's numbers: 24 processes give pool 240, reserve 24, cap 264 \
          (265 with auth_query), max_client_conn 480, and fit its max_connections 330.",
         "The result gives the figures, the utilisation of max_connections at full client load \
@@ -256,7 +261,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .range(1, 262143)
             .doc(&["PostgreSQL's C(max_connections). Unset: read with C(SHOW max_connections) over the O(login_host) connection."]),
         OptionSpec::new("reserved_connections", Kind::Int)
-            .default(DefaultValue::Int(10))
+            .default(DefaultValue::Int(sizing::DEFAULT_RESERVED_CONNECTIONS as i64))
             .range(0, 262143)
             .doc(&["Connections to PostgreSQL that do not go through PgBouncer: C(superuser_reserved_connections) (3), Patroni's own, monitoring, backups, admins. (WAL senders are not counted in max_connections since PostgreSQL 12.)"]),
         OptionSpec::new("databases", Kind::List)
@@ -436,16 +441,7 @@ fn check_host(option: &str, host: &str) -> Result<(), Failure> {
         // A word of a [databases]/[peers] connection string: no blank, '=' or quote.
         text::problem(host, Syntax::IniListItem).is_none() && !host.contains(['=', '\''])
     } else {
-        host.parse::<IpAddr>().is_ok()
-            || (!host.is_empty()
-                && host.len() <= 253
-                && host.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                }))
+        matrix_ha_rules::names::is_host(host)
     };
     if ok {
         Ok(())
@@ -752,16 +748,9 @@ fn validate(a: &Args) -> Result<Checked, Failure> {
     })
 }
 
-/// SQL that makes Synapse's per-session settings defaults of `role`.
+/// SQL that makes Synapse's per-session settings defaults of `role` (the rules crate's list).
 pub fn role_settings(role: &str) -> Vec<String> {
-    [
-        "bytea_output = 'escape'",
-        "statement_timeout = '10min'",
-        "idle_in_transaction_session_timeout = '30min'",
-    ]
-    .iter()
-    .map(|s| format!("ALTER ROLE \"{role}\" SET {s}"))
-    .collect()
+    matrix_ha_rules::session::role_settings_sql(role)
 }
 
 /// SHOW CONFIG against the file's settings: (verified, wrong changeable ones, restart-only ones).
