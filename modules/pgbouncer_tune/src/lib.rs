@@ -395,6 +395,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     returns: &[
         ReturnSpec { name: "sizing", description: "The computed figures: demand, max_client_conn, default_pool_size, reserve_pool_size, max_db_connections per database, pools, server_connections, needed, max_connections, utilisation_percent, pgbouncer_share_percent, alert_threshold, recommended_max_connections.", returned: "success", kind: "dict", sample: Some(r#"{"demand": 240, "default_pool_size": 240, "utilisation_percent": 72.7, "alert_threshold": 212}"#) },
         ReturnSpec { name: "max_connections_source", description: "C(option) or C(server) (read with SHOW max_connections).", returned: "success", kind: "str", sample: Some("\"option\"") },
+        ReturnSpec { name: "restart_required", description: "Settings PgBouncer keeps until it restarts (a reload cannot change them), as SHOW CONFIG shows after the reload; each also gets a warning. Roles restart PgBouncer when this list is not empty.", returned: "success", kind: "list", sample: Some(r#"["listen_port"]"#) },
         ReturnSpec { name: "reloaded", description: "How PgBouncer was reloaded: C(console), C(sighup), or C(none).", returned: "success", kind: "str", sample: Some("\"console\"") },
         ReturnSpec { name: "verified", description: "Settings SHOW CONFIG showed with their new values.", returned: "when reloaded through the console", kind: "dict", sample: Some(r#"{"default_pool_size": "240"}"#) },
         ReturnSpec { name: "pgbouncer_version", description: "The installed PgBouncer's version, when it could be read.", returned: "success", kind: "str", sample: Some("\"1.18.0\"") },
@@ -753,11 +754,25 @@ pub fn role_settings(role: &str) -> Vec<String> {
     matrix_ha_rules::session::role_settings_sql(role)
 }
 
+/// Restart-only settings as (key, warning).
+type Restart = Vec<(String, String)>;
+
+/// Warns for each restart-only setting and returns their names, for `restart_required`.
+fn restart_report(ctx: &mut Context, restart: Restart) -> Vec<String> {
+    restart
+        .into_iter()
+        .map(|(key, warning)| {
+            ctx.warn(warning);
+            key
+        })
+        .collect()
+}
+
 /// SHOW CONFIG against the file's settings: (verified, wrong changeable ones, restart-only ones).
 fn compare(
     cfg: &BTreeMap<String, (String, bool)>,
     expected: &[(String, String)],
-) -> (serde_json::Map<String, Value>, Vec<String>, Vec<String>) {
+) -> (serde_json::Map<String, Value>, Vec<String>, Restart) {
     let mut verified = serde_json::Map::new();
     let mut wrong = Vec::new();
     let mut restart = Vec::new();
@@ -769,8 +784,11 @@ fn compare(
         if same {
             verified.insert(key.clone(), json!(value));
         } else if RESTART_KEYS.contains(&key.as_str()) || !changeable {
-            restart.push(format!(
-                "'{key}' is {want:?} in the file but PgBouncer keeps {value:?} until it restarts"
+            restart.push((
+                key.clone(),
+                format!(
+                    "'{key}' is {want:?} in the file but PgBouncer keeps {value:?} until it restarts"
+                ),
             ));
         } else {
             wrong.push(format!("{key} = {value:?} (expected {want:?})"));
@@ -1068,7 +1086,8 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     .with("max_connections_source", source)
     .with("role_settings", role_sql)
     .with("auth_file_changed", auth_changed.clone())
-    .with("reloaded", "none");
+    .with("reloaded", "none")
+    .with("restart_required", Vec::<String>::new());
     if let Ok((_, _, v)) = &version {
         outcome = outcome.with("pgbouncer_version", v.clone());
     }
@@ -1111,7 +1130,7 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
         match live::console_config(&console, false) {
             Ok(cfg) => {
                 let (verified, wrong, restart) = compare(&cfg, &expected);
-                restart.into_iter().for_each(|w| ctx.warn(w));
+                outcome = outcome.with("restart_required", restart_report(ctx, restart));
                 if wrong.is_empty() {
                     outcome = outcome.with("verified", Value::Object(verified));
                 } else {
@@ -1208,7 +1227,7 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     };
     if let Some(cfg) = shown_config {
         let (verified, wrong, restart) = compare(&cfg, &expected);
-        restart.into_iter().for_each(|w| ctx.warn(w));
+        outcome = outcome.with("restart_required", restart_report(ctx, restart));
         if !wrong.is_empty() {
             return Err(Failure::new(format!(
                 "PgBouncer reloaded but SHOW CONFIG does not show the new values: {}",
