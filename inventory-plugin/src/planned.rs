@@ -154,7 +154,7 @@ impl PlannedSite {
         let processes = crate::routing::worker_processes(&workers);
         let routing = RoutingTable::build(&processes, topology.federation);
         let keepalived_vrid = match site.keepalived_vrid {
-            Some(v) if (1..=255).contains(&v) => v,
+            Some(v) if matrix_ha_rules::vrid::is_vrid(i64::from(v)) => v,
             Some(v) => {
                 return Err(SiteError::InvalidOption {
                     site: topology.domain.clone(),
@@ -163,17 +163,13 @@ impl PlannedSite {
                     reason: "a VRRP router id between 1 and 255".into(),
                 })
             }
-            // Last octet of the VIP: distinct per VIP on a /24, never 0 (network address) there.
-            None => match u32::from(ip.vip.octets()[3]) {
-                0 => 1,
-                v => v,
-            },
+            None => u32::from(matrix_ha_rules::vrid::default_vrid(ip.vip)),
         };
         let d = &topology.domain;
         let mut vip_names = vec![d.clone(), format!("matrix.{d}"), format!("element.{d}")];
         for extra in &site.vip_names {
             let name = extra.trim().to_ascii_lowercase();
-            if name.is_empty() || !name.split('.').all(crate::topology::is_dns_label) {
+            if !crate::topology::is_dns_name(&name) {
                 return Err(SiteError::InvalidOption {
                     site: d.clone(),
                     option: "vip_names".into(),
@@ -370,6 +366,10 @@ impl PlannedSite {
                 v.insert("pgbouncer_password", vault("vault_synapse_db_password"));
                 v.insert("pgbouncer_synapse_processes", json!(p.synapse_processes));
                 v.insert("pgbouncer_synapse_cp_max", json!(p.cp_max));
+                v.insert(
+                    "pgbouncer_reserved_connections",
+                    json!(p.reserved_connections),
+                );
                 v.insert("pgbouncer_default_pool_size", json!(p.default_pool_size));
                 v.insert("pgbouncer_reserve_pool_size", json!(p.reserve_pool_size));
                 v.insert("pgbouncer_max_db_connections", json!(p.max_db_connections));

@@ -1,4 +1,5 @@
-//! Synapse workers as MDAD counts them, and the database pool sizing that follows from them.
+//! Synapse workers as MDAD counts them; the database pool sizing that follows from them is the
+//! rules crate's ([`matrix_ha_rules::pool`]).
 
 use crate::topology::DesignWorkers;
 
@@ -91,60 +92,10 @@ impl MdadWorkers {
     }
 }
 
-/// Synapse's per-process connection pool (`matrix_synapse_database_cp_min`, MDAD's default).
-pub const CP_MIN: u32 = 5;
-/// Synapse's per-process connection pool ceiling (`matrix_synapse_database_cp_max`): the
-/// design's "10 connections per process".
-pub const CP_MAX: u32 = 10;
-/// Share of PostgreSQL's `max_connections` PgBouncer may use; the rest is headroom for
-/// replication, backups, monitoring and admins (doc 002: pool 18 of 22, alert at 80 %).
-pub const POOL_SHARE_PERCENT: u32 = 80;
-/// PostgreSQL `superuser_reserved_connections`, inside the headroom.
-pub const SUPERUSER_RESERVED: u32 = 3;
-
-/// PgBouncer and PostgreSQL connection numbers for one site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolSizing {
-    pub synapse_processes: u32,
-    pub cp_min: u32,
-    pub cp_max: u32,
-    /// Most connections Synapse can open: processes × cp_max.
-    pub synapse_max_connections: u32,
-    /// PgBouncer `default_pool_size` for the Synapse (database, user) pair: the design's
-    /// "(workers + main) × 10" so no Synapse connection waits on the pooler.
-    pub default_pool_size: u32,
-    /// PgBouncer `reserve_pool_size`: a tenth of the pool, at least 5.
-    pub reserve_pool_size: u32,
-    /// PgBouncer `max_db_connections`: pool plus reserve, the hard cap towards PostgreSQL.
-    pub max_db_connections: u32,
-    /// PgBouncer `max_client_conn`: twice Synapse's ceiling, so a rolling restart where old
-    /// and new processes overlap never hits the limit.
-    pub max_client_conn: u32,
-    /// PostgreSQL `max_connections`: the pooler's cap is at most 80 % of it, rounded up to 10.
-    pub postgres_max_connections: u32,
-}
-
-impl PoolSizing {
-    pub fn for_processes(processes: u32) -> PoolSizing {
-        let synapse_max = processes * CP_MAX;
-        let pool = synapse_max;
-        let reserve = (pool / 10).max(5);
-        let max_db = pool + reserve;
-        let needed = (max_db * 100).div_ceil(POOL_SHARE_PERCENT);
-        let postgres_max = needed.div_ceil(10) * 10;
-        PoolSizing {
-            synapse_processes: processes,
-            cp_min: CP_MIN,
-            cp_max: CP_MAX,
-            synapse_max_connections: synapse_max,
-            default_pool_size: pool,
-            reserve_pool_size: reserve,
-            max_db_connections: max_db,
-            max_client_conn: 2 * synapse_max,
-            postgres_max_connections: postgres_max,
-        }
-    }
-}
+pub use matrix_ha_rules::pool::{
+    SitePools as PoolSizing, ALERT_PERCENT as POOL_SHARE_PERCENT, CP_MAX, CP_MIN,
+    SUPERUSER_RESERVED,
+};
 
 #[cfg(test)]
 mod tests {

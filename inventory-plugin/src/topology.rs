@@ -1,116 +1,10 @@
 //! The design's topology: one set of roles at every scale; only counts, sizes and workers change.
 
-use std::fmt;
-
 use crate::error::SiteError;
 use crate::site::SiteFile;
 
-/// The three scales of the design, by concurrent users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Scale {
-    Small,
-    Medium,
-    Large,
-}
-
-impl Scale {
-    pub const ALL: [Scale; 3] = [Scale::Small, Scale::Medium, Scale::Large];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scale::Small => "small",
-            Scale::Medium => "medium",
-            Scale::Large => "large",
-        }
-    }
-
-    /// Concurrent users the scale is designed for.
-    pub fn capacity_ccu(self) -> u64 {
-        match self {
-            Scale::Small => 1_000,
-            Scale::Medium => 5_000,
-            Scale::Large => 10_000,
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Scale> {
-        Scale::ALL.into_iter().find(|s| s.name() == value)
-    }
-
-    /// The smallest scale whose capacity covers `ccu`.
-    pub fn for_ccu(ccu: u64) -> Option<Scale> {
-        Scale::ALL.into_iter().find(|s| ccu <= s.capacity_ccu())
-    }
-}
-
-impl fmt::Display for Scale {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A server role. The order is the order of the address blocks (see [`crate::ipplan`]) and must
-/// never change: appending a new role at the end keeps every existing address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    Haproxy,
-    Synapse,
-    Patroni,
-    Minio,
-    Coturn,
-    Livekit,
-    Monitoring,
-    Backup,
-}
-
-impl Role {
-    pub const ALL: [Role; 8] = [
-        Role::Haproxy,
-        Role::Synapse,
-        Role::Patroni,
-        Role::Minio,
-        Role::Coturn,
-        Role::Livekit,
-        Role::Monitoring,
-        Role::Backup,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Haproxy => "haproxy",
-            Role::Synapse => "synapse",
-            Role::Patroni => "patroni",
-            Role::Minio => "minio",
-            Role::Coturn => "coturn",
-            Role::Livekit => "livekit",
-            Role::Monitoring => "monitoring",
-            Role::Backup => "backup",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.name() == value)
-    }
-
-    /// Index of the role's address block.
-    pub fn block_index(self) -> u32 {
-        Role::ALL.iter().position(|r| *r == self).unwrap_or(0) as u32
-    }
-
-    /// Inventory groups a host of this role belongs to (besides the site and scale groups).
-    pub fn groups(self) -> &'static [&'static str] {
-        match self {
-            Role::Haproxy => &["haproxy", "keepalived"],
-            Role::Synapse => &["synapse", "matrix_servers", "pgbouncer"],
-            Role::Patroni => &["patroni", "etcd"],
-            Role::Minio => &["minio"],
-            Role::Coturn => &["coturn"],
-            Role::Livekit => &["livekit"],
-            Role::Monitoring => &["monitoring"],
-            Role::Backup => &["backup"],
-        }
-    }
-}
+use matrix_ha_rules::names;
+pub use matrix_ha_rules::scale::{design_role, design_workers, DesignWorkers, Role, Scale, Size};
 
 /// Every role-like group, in output order.
 pub const GROUPS: [&str; 12] = [
@@ -127,87 +21,6 @@ pub const GROUPS: [&str; 12] = [
     "monitoring",
     "backup",
 ];
-
-/// Resources of one server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size {
-    pub vcpu: u32,
-    pub ram_gb: u32,
-    /// Data disk; `None` where the design gives none.
-    pub disk_gb: Option<u32>,
-    /// Network bandwidth; the design gives it for TURN servers only.
-    pub bandwidth_gbps: Option<u32>,
-}
-
-const fn size(vcpu: u32, ram_gb: u32, disk_gb: Option<u32>) -> Size {
-    Size {
-        vcpu,
-        ram_gb,
-        disk_gb,
-        bandwidth_gbps: None,
-    }
-}
-
-/// The design's table (doc 001): server count and size of a role at a scale.
-pub fn design_role(scale: Scale, role: Role) -> (u32, Size) {
-    use Role::*;
-    use Scale::*;
-    match (role, scale) {
-        (Synapse, Small) => (1, size(16, 64, Some(500))),
-        (Synapse, Medium) => (1, size(24, 96, Some(1_000))),
-        (Synapse, Large) => (1, size(48, 128, Some(2_000))),
-        (Patroni, Small) => (3, size(8, 32, Some(500))),
-        (Patroni, Medium) => (3, size(12, 48, Some(1_000))),
-        (Patroni, Large) => (3, size(16, 64, Some(1_000))),
-        (Minio, Small) => (4, size(4, 16, Some(2_000))),
-        (Minio, Medium) => (4, size(8, 32, Some(4_000))),
-        (Minio, Large) => (4, size(8, 32, Some(8_000))),
-        (Haproxy, _) => (2, size(4, 8, None)),
-        (Coturn, Small) => (2, with_bandwidth(size(4, 8, None), 1)),
-        (Coturn, Medium) => (2, with_bandwidth(size(4, 8, None), 2)),
-        (Coturn, Large) => (3, with_bandwidth(size(8, 16, None), 5)),
-        (Livekit, Small) => (2, size(8, 16, None)),
-        (Livekit, Medium) => (3, size(12, 24, None)),
-        (Livekit, Large) => (4, size(16, 32, None)),
-        (Monitoring, Small) => (1, size(4, 16, None)),
-        (Monitoring, Medium | Large) => (1, size(8, 32, None)),
-        (Backup, Small | Medium) => (1, size(4, 16, Some(2_000))),
-        (Backup, Large) => (1, size(8, 32, Some(5_000))),
-    }
-}
-
-const fn with_bandwidth(mut s: Size, gbps: u32) -> Size {
-    s.bandwidth_gbps = Some(gbps);
-    s
-}
-
-/// The design's Synapse worker counts, before mapping onto MDAD's worker types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DesignWorkers {
-    pub sync: u32,
-    pub generic: u32,
-    pub federation_sender: u32,
-    pub event_persister: u32,
-    /// The single-instance workers (pusher, media repository, appservice, user directory,
-    /// background) and the stream writers other than `events`; without them the main process
-    /// does their work.
-    pub auxiliary: bool,
-}
-
-pub fn design_workers(scale: Scale) -> DesignWorkers {
-    let (sync, generic, federation_sender, event_persister) = match scale {
-        Scale::Small => (4, 2, 2, 1),
-        Scale::Medium => (6, 3, 3, 2),
-        Scale::Large => (8, 4, 4, 2),
-    };
-    DesignWorkers {
-        sync,
-        generic,
-        federation_sender,
-        event_persister,
-        auxiliary: true,
-    }
-}
 
 /// One role's planned servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,17 +63,7 @@ fn is_registry_address(text: &str) -> bool {
         && port.len() <= 5
         && port.bytes().all(|b| b.is_ascii_digit())
         && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
+    let host_ok = host.parse::<std::net::Ipv4Addr>().is_ok() || names::is_host_name(host);
     port_ok && host_ok
 }
 
@@ -517,7 +320,7 @@ fn check_count(domain: &str, role: Role, count: u32) -> Result<(), SiteError> {
 }
 
 fn check_domain(domain: &str) -> Result<(), SiteError> {
-    let ok = domain.len() <= 253 && domain.contains('.') && domain.split('.').all(is_dns_label);
+    let ok = domain.contains('.') && is_dns_name(domain);
     if ok {
         Ok(())
     } else {
@@ -574,14 +377,14 @@ fn check_name_pattern(domain: &str, pattern: &str) -> Result<(), SiteError> {
     }
 }
 
+/// A lower-case host-name label (the inventory lower-cases names before it checks them).
 pub fn is_dns_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    names::is_label(label) && !label.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// A lower-case host name, by the rules' syntax (an all-digit last label is refused).
+pub fn is_dns_name(name: &str) -> bool {
+    names::is_host_name(name) && !name.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 fn is_group_name(name: &str) -> bool {

@@ -158,13 +158,13 @@ class InventoryModule(BaseInventoryPlugin):
                 check=False,
             )
         except OSError as e:
-            raise AnsibleParserError("cannot run %s: %s" % (binary, to_native(e)))
+            raise AnsibleParserError("cannot run %s: %s" % (binary, to_native(e))) from e
         if proc.returncode != 0:
             raise AnsibleParserError(to_native(proc.stderr).strip() or "%s failed" % binary)
         try:
             data = json.loads(proc.stdout)
         except ValueError as e:
-            raise AnsibleParserError("%s printed no valid JSON: %s" % (binary, to_native(e)))
+            raise AnsibleParserError("%s printed no valid JSON: %s" % (binary, to_native(e))) from e
         self._populate(data)
 
     def _populate(self, data):

@@ -403,6 +403,8 @@ fn a_pgbouncer_listening_elsewhere_is_reloaded_by_sighup_until_restarted() {
         settled["verified"]["listen_port"],
         json!(new_port.to_string())
     );
+    // Listening as configured: nothing left that only a restart applies.
+    assert_eq!(settled["restart_required"], json!([]), "{settled}");
 }
 
 /// Several PgBouncer processes on one port (so_reuseport), each with its own pidfile and socket

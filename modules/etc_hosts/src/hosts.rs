@@ -117,46 +117,10 @@ pub enum HostsError {
     },
 }
 
-/// Checks one host name against RFC 1123: labels of letters, digits and inner hyphens,
-/// 1 to 63 characters each, 253 in all, and not something a resolver reads as an address.
+/// Checks one host name against RFC 1123 (an all-digit last label refused, RFC 3696): the
+/// rules crate's syntax, shared with the inventory and the other modules.
 pub fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("it is empty");
-    }
-    if name.len() > 253 {
-        return Err("it is longer than 253 characters");
-    }
-    if name.ends_with('.') {
-        return Err("it ends with a dot");
-    }
-    if name.parse::<IpAddr>().is_ok() {
-        return Err("it is an address, not a name");
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("it has an empty label (two dots in a row, or a leading dot)");
-        }
-        if label.len() > 63 {
-            return Err("a label is longer than 63 characters");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err("only letters, digits, hyphens and dots are allowed");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err("a label starts or ends with a hyphen");
-        }
-    }
-    if name
-        .rsplit('.')
-        .next()
-        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err("its last label is all digits, which resolvers read as an address");
-    }
-    Ok(())
+    matrix_ha_rules::names::check_host_name(name).map_err(|e| e.reason())
 }
 
 /// A validated block line.

@@ -79,16 +79,9 @@ fn invalid(option: &str, shown: impl std::fmt::Display, reason: impl Into<String
     }
 }
 
-/// The VRID used when `virtual_router_id` is not given: the VIP's last octet (0 → 1).
-///
-/// The same rule as the inventory's `keepalived_vrid` default, so the inventory and a task
-/// without the option agree.
-pub fn default_vrid(vip: Ipv4Addr) -> u8 {
-    match vip.octets()[3] {
-        0 => 1,
-        v => v,
-    }
-}
+/// The VRID used when `virtual_router_id` is not given: the VIP's last octet (0 → 1), the rules
+/// crate's default, which the inventory's `keepalived_vrid` uses too.
+pub use matrix_ha_rules::vrid::default_vrid;
 
 /// Characters keepalived's parser treats specially, or that would break a line.
 fn config_unsafe(c: char) -> bool {
@@ -212,7 +205,7 @@ pub fn validate(req: &Request, iface_addrs: Option<&[Ipv4Net]>) -> Result<Settin
     };
 
     let vrid = match req.virtual_router_id {
-        Some(v) if (1..=255).contains(&v) => Some(v as u8),
+        Some(v) if matrix_ha_rules::vrid::is_vrid(v) => Some(v as u8),
         Some(v) => {
             errs.push(Invalid {
                 option: "virtual_router_id".into(),

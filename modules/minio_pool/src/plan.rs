@@ -75,16 +75,10 @@ fn inv(option: impl Into<String>, reason: impl Into<String>) -> Invalid {
     }
 }
 
+/// A host name (the rules crate's syntax) or an IPv4 address (IPv6 would need brackets in the
+/// URLs MinIO is given).
 fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    h.parse::<std::net::Ipv4Addr>().is_ok() || matrix_ha_rules::names::is_host_name(h)
 }
 
 fn valid_drive(d: &str) -> bool {

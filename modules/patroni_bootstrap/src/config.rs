@@ -232,18 +232,7 @@ pub fn parse_host_port(text: &str) -> Result<HostPort, String> {
 }
 
 fn valid_host_name(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && !name
-            .rsplit('.')
-            .next()
-            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
+    matrix_ha_rules::names::is_host_name(name)
 }
 
 /// A PostgreSQL identifier this module creates: lower case, no quoting surprises.

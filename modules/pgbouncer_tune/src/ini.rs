@@ -204,25 +204,13 @@ pub fn parse_auth_file(text: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sizing::{compute, DbPools, Inputs};
+    use crate::sizing::{compute, SitePools};
 
     fn config() -> Config {
-        let sizing = compute(&Inputs {
-            app_processes: 24,
-            app_pool_max: 10,
-            client_headroom_percent: 100,
-            max_connections: 330,
-            reserved_connections: 10,
-            databases: vec![DbPools {
-                name: "synapse".into(),
-                users: 1,
-                pool_size: None,
-            }],
-            default_pool_size: None,
-            reserve_pool_size: None,
-            auth_query: true,
-        })
-        .unwrap();
+        // The inventory's small scale (24 processes, max_connections 330), with auth_query.
+        let mut inputs = SitePools::for_processes(24).module_inputs();
+        inputs.auth_query = true;
+        let sizing = compute(&inputs).unwrap();
         Config {
             databases: vec![Database {
                 name: "synapse".into(),

@@ -8,7 +8,8 @@
 pub mod ini;
 pub mod live;
 pub mod scram;
-pub mod sizing;
+/// The pool formula, from the rules crate the inventory shares.
+pub use matrix_ha_rules::pool as sizing;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -167,7 +168,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          bounds every pool it can open. The sum of the caps plus O(reserved_connections) must \
          be at most O(max_connections); otherwise the run fails, names the max_connections to \
          raise to, and the one that keeps PgBouncer at 80 % or less (the smallest multiple of \
-         10, the inventory's rule).",
+         10, the inventory's rule). A reserve pool that does not fit is refused too, never \
+         shrunk: when the pools fit without it the message also names the largest \
+         O(reserve_pool_size) that fits. Design 002's server (22 connections, pool 18, 3 \
+         reserved) is refused with the default reserve (5) and accepted, exactly full, with \
+         O(reserve_pool_size=1).",
         "These are the inventory's numbers: 24 processes give pool 240, reserve 24, cap 264 \
          (265 with auth_query), max_client_conn 480, and fit its max_connections 330.",
         "The result gives the figures, the utilisation of max_connections at full client load \
@@ -256,7 +261,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .range(1, 262143)
             .doc(&["PostgreSQL's C(max_connections). Unset: read with C(SHOW max_connections) over the O(login_host) connection."]),
         OptionSpec::new("reserved_connections", Kind::Int)
-            .default(DefaultValue::Int(10))
+            .default(DefaultValue::Int(sizing::DEFAULT_RESERVED_CONNECTIONS as i64))
             .range(0, 262143)
             .doc(&["Connections to PostgreSQL that do not go through PgBouncer: C(superuser_reserved_connections) (3), Patroni's own, monitoring, backups, admins. (WAL senders are not counted in max_connections since PostgreSQL 12.)"]),
         OptionSpec::new("databases", Kind::List)
@@ -390,6 +395,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     returns: &[
         ReturnSpec { name: "sizing", description: "The computed figures: demand, max_client_conn, default_pool_size, reserve_pool_size, max_db_connections per database, pools, server_connections, needed, max_connections, utilisation_percent, pgbouncer_share_percent, alert_threshold, recommended_max_connections.", returned: "success", kind: "dict", sample: Some(r#"{"demand": 240, "default_pool_size": 240, "utilisation_percent": 72.7, "alert_threshold": 212}"#) },
         ReturnSpec { name: "max_connections_source", description: "C(option) or C(server) (read with SHOW max_connections).", returned: "success", kind: "str", sample: Some("\"option\"") },
+        ReturnSpec { name: "restart_required", description: "Settings PgBouncer keeps until it restarts (a reload cannot change them), as SHOW CONFIG shows after the reload; each also gets a warning. Roles restart PgBouncer when this list is not empty.", returned: "success", kind: "list", sample: Some(r#"["listen_port"]"#) },
         ReturnSpec { name: "reloaded", description: "How PgBouncer was reloaded: C(console), C(sighup), or C(none).", returned: "success", kind: "str", sample: Some("\"console\"") },
         ReturnSpec { name: "verified", description: "Settings SHOW CONFIG showed with their new values.", returned: "when reloaded through the console", kind: "dict", sample: Some(r#"{"default_pool_size": "240"}"#) },
         ReturnSpec { name: "pgbouncer_version", description: "The installed PgBouncer's version, when it could be read.", returned: "success", kind: "str", sample: Some("\"1.18.0\"") },
@@ -436,16 +442,7 @@ fn check_host(option: &str, host: &str) -> Result<(), Failure> {
         // A word of a [databases]/[peers] connection string: no blank, '=' or quote.
         text::problem(host, Syntax::IniListItem).is_none() && !host.contains(['=', '\''])
     } else {
-        host.parse::<IpAddr>().is_ok()
-            || (!host.is_empty()
-                && host.len() <= 253
-                && host.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                }))
+        matrix_ha_rules::names::is_host(host)
     };
     if ok {
         Ok(())
@@ -752,23 +749,30 @@ fn validate(a: &Args) -> Result<Checked, Failure> {
     })
 }
 
-/// SQL that makes Synapse's per-session settings defaults of `role`.
+/// SQL that makes Synapse's per-session settings defaults of `role` (the rules crate's list).
 pub fn role_settings(role: &str) -> Vec<String> {
-    [
-        "bytea_output = 'escape'",
-        "statement_timeout = '10min'",
-        "idle_in_transaction_session_timeout = '30min'",
-    ]
-    .iter()
-    .map(|s| format!("ALTER ROLE \"{role}\" SET {s}"))
-    .collect()
+    matrix_ha_rules::session::role_settings_sql(role)
+}
+
+/// Restart-only settings as (key, warning).
+type Restart = Vec<(String, String)>;
+
+/// Warns for each restart-only setting and returns their names, for `restart_required`.
+fn restart_report(ctx: &mut Context, restart: Restart) -> Vec<String> {
+    restart
+        .into_iter()
+        .map(|(key, warning)| {
+            ctx.warn(warning);
+            key
+        })
+        .collect()
 }
 
 /// SHOW CONFIG against the file's settings: (verified, wrong changeable ones, restart-only ones).
 fn compare(
     cfg: &BTreeMap<String, (String, bool)>,
     expected: &[(String, String)],
-) -> (serde_json::Map<String, Value>, Vec<String>, Vec<String>) {
+) -> (serde_json::Map<String, Value>, Vec<String>, Restart) {
     let mut verified = serde_json::Map::new();
     let mut wrong = Vec::new();
     let mut restart = Vec::new();
@@ -780,8 +784,11 @@ fn compare(
         if same {
             verified.insert(key.clone(), json!(value));
         } else if RESTART_KEYS.contains(&key.as_str()) || !changeable {
-            restart.push(format!(
-                "'{key}' is {want:?} in the file but PgBouncer keeps {value:?} until it restarts"
+            restart.push((
+                key.clone(),
+                format!(
+                    "'{key}' is {want:?} in the file but PgBouncer keeps {value:?} until it restarts"
+                ),
             ));
         } else {
             wrong.push(format!("{key} = {value:?} (expected {want:?})"));
@@ -1079,7 +1086,8 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     .with("max_connections_source", source)
     .with("role_settings", role_sql)
     .with("auth_file_changed", auth_changed.clone())
-    .with("reloaded", "none");
+    .with("reloaded", "none")
+    .with("restart_required", Vec::<String>::new());
     if let Ok((_, _, v)) = &version {
         outcome = outcome.with("pgbouncer_version", v.clone());
     }
@@ -1122,7 +1130,7 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
         match live::console_config(&console, false) {
             Ok(cfg) => {
                 let (verified, wrong, restart) = compare(&cfg, &expected);
-                restart.into_iter().for_each(|w| ctx.warn(w));
+                outcome = outcome.with("restart_required", restart_report(ctx, restart));
                 if wrong.is_empty() {
                     outcome = outcome.with("verified", Value::Object(verified));
                 } else {
@@ -1219,7 +1227,7 @@ pub fn run(a: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
     };
     if let Some(cfg) = shown_config {
         let (verified, wrong, restart) = compare(&cfg, &expected);
-        restart.into_iter().for_each(|w| ctx.warn(w));
+        outcome = outcome.with("restart_required", restart_report(ctx, restart));
         if !wrong.is_empty() {
             return Err(Failure::new(format!(
                 "PgBouncer reloaded but SHOW CONFIG does not show the new values: {}",

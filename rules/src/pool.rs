@@ -1,4 +1,6 @@
-//! The pool-size formula: pure arithmetic, no I/O, unit-tested with tables.
+//! PgBouncer pool sizing and PostgreSQL's `max_connections` headroom: the one formula the
+//! inventory plans a site with ([`SitePools`]) and `pgbouncer_tune` checks a task with
+//! ([`compute`]). Pure arithmetic, no I/O, unit-tested with tables.
 //!
 //! Inputs: *P* application processes (Synapse main + workers), each opening at most *C*
 //! connections (`cp_max`), the pools PgBouncer can open (one per (database, user) pair), the
@@ -20,13 +22,50 @@
 //! - reported: utilisation at full client load = min(*D*, pool) / *M*, the 80 % alert threshold
 //!   in server connections = ⌈0.8 × Σ caps⌉, and the `max_connections` that keeps PgBouncer at
 //!   ≤ 80 % (rounded up to a multiple of 10, as the inventory does).
+//!
+//! The inventory sizes PostgreSQL by the same rule: `max_connections` is
+//! [`recommended_max_connections`] of PgBouncer's cap *and* the connections it reserves outside
+//! PgBouncer (the role's `reserved_connections`), so what it plans is what `pgbouncer_tune`
+//! accepts, at every process count (tested for 1 to 400 processes).
+//!
+//! # A reserve pool that does not fit
+//!
+//! Design 002's server has 22 connections, a pool of 18 and 3 kept for admin and monitoring.
+//! With the default reserve pool (max(5, pool / 10) = 5) PgBouncer could open 23 server
+//! connections, 26 with the 3 reserved, more than the 22 PostgreSQL has: the reserve pool is
+//! what PgBouncer opens under exactly the spike it is meant for, and PostgreSQL would refuse
+//! those logins then. So `pgbouncer_tune` refuses the sizing, as it does for any pool that does
+//! not fit, and says both ways out: raise `max_connections` to 26, or set `reserve_pool_size`
+//! to the largest reserve that fits (here 1). It never shrinks a pool or the reserve on its
+//! own, so what is written is what was asked for. With `reserve_pool_size: 1` the design's
+//! server is exactly full (18 + 1 + 3 = 22) and accepted.
 
 use thiserror::Error;
 
-/// Lowest `reserve_pool_size` the formula picks (the inventory's rule).
+/// Lowest `reserve_pool_size` the formula picks.
 pub const MIN_RESERVE: u32 = 5;
-/// The design's alert level, percent of the connections PgBouncer may hold.
+/// The design's alert level, percent of the connections PgBouncer may hold: PgBouncer's cap is
+/// at most this share of `max_connections`, the rest is headroom (doc 002).
 pub const ALERT_PERCENT: u32 = 80;
+/// Synapse's per-process pool floor (`matrix_synapse_database_cp_min`, MDAD's default).
+pub const CP_MIN: u32 = 5;
+/// Synapse's per-process pool ceiling (`matrix_synapse_database_cp_max`): the design's
+/// "10 connections per process", and `pgbouncer_tune`'s default `app_pool_max`.
+pub const CP_MAX: u32 = 10;
+/// `max_client_conn` above the demand, percent: old and new processes overlap during a rolling
+/// restart.
+pub const DEFAULT_CLIENT_HEADROOM_PERCENT: u32 = 100;
+/// PostgreSQL's `superuser_reserved_connections` the inventory sets, inside the headroom.
+pub const SUPERUSER_RESERVED: u32 = 3;
+/// Connections to PostgreSQL that do not go through PgBouncer (superusers, Patroni,
+/// monitoring, backups, admins): `pgbouncer_tune`'s default `reserved_connections` and the
+/// inventory's.
+pub const DEFAULT_RESERVED_CONNECTIONS: u32 = 10;
+
+/// The reserve pool picked when none is given: a tenth of the pool, at least [`MIN_RESERVE`].
+pub fn default_reserve_pool_size(pool: u32) -> u32 {
+    (pool / 10).max(MIN_RESERVE)
+}
 
 /// One database section as far as sizing is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +124,8 @@ pub enum SizingError {
         "option 'max_connections': value {max_connections} is too small: PgBouncer can open \
          {pools} pool(s) holding up to {server} server connection(s) ({detail}) and \
          reserved_connections keeps {reserved}, {needed} in all; raise max_connections to \
-         {needed} at least ({recommended} keeps PgBouncer at {alert} % or less), or lower \
-         app_processes × app_pool_max ({demand}) or the pool sizes"
+         {needed} at least ({recommended} keeps PgBouncer at {alert} % or less){hint}, or \
+         lower app_processes × app_pool_max ({demand}) or the pool sizes"
     )]
     DoesNotFit {
         max_connections: u32,
@@ -98,6 +137,8 @@ pub enum SizingError {
         recommended: u32,
         alert: u32,
         demand: u32,
+        /// `, set reserve_pool_size to K or less` when the pools fit without their reserve.
+        hint: String,
     },
     #[error("option '{option}': the computed value {value} overflows")]
     Overflow { option: &'static str, value: u64 },
@@ -128,17 +169,22 @@ pub fn compute(i: &Inputs) -> Result<Sizing, SizingError> {
     let default_pool_size = i.default_pool_size.unwrap_or(demand);
     let reserve_pool_size = i
         .reserve_pool_size
-        .unwrap_or_else(|| (default_pool_size / 10).max(MIN_RESERVE));
+        .unwrap_or_else(|| default_reserve_pool_size(default_pool_size));
     let auth = u64::from(i.auth_query);
     let mut per_db = Vec::new();
     let mut pools = 0u64;
     let mut server = 0u64;
+    // Without any reserve pool: Σ users × pool + auth, and Σ users.
+    let mut bare = 0u64;
+    let mut users = 0u64;
     for db in &i.databases {
         let pool = u64::from(db.pool_size.unwrap_or(default_pool_size));
         let cap = u64::from(db.users) * (pool + u64::from(reserve_pool_size)) + auth;
         let cap = fits_u32("databases", cap)?;
         pools += u64::from(db.users) + auth;
         server += u64::from(cap);
+        bare += u64::from(db.users) * pool + auth;
+        users += u64::from(db.users);
         per_db.push((db.name.clone(), cap));
     }
     let server = fits_u32("databases", server)?;
@@ -149,6 +195,13 @@ pub fn compute(i: &Inputs) -> Result<Sizing, SizingError> {
     )?;
     let recommended = recommended_max_connections(server, i.reserved_connections);
     if needed > i.max_connections {
+        let room = u64::from(i.max_connections)
+            .checked_sub(bare + u64::from(i.reserved_connections))
+            .filter(|_| users > 0 && reserve_pool_size > 0);
+        let hint = match room {
+            Some(room) => format!(", set reserve_pool_size to {} or less", room / users),
+            None => String::new(),
+        };
         let detail = per_db
             .iter()
             .map(|(name, cap)| format!("{name}: {cap}"))
@@ -164,6 +217,7 @@ pub fn compute(i: &Inputs) -> Result<Sizing, SizingError> {
             recommended,
             alert: ALERT_PERCENT,
             demand,
+            hint,
         });
     }
     let m = f64::from(i.max_connections.max(1));
@@ -187,6 +241,82 @@ pub fn compute(i: &Inputs) -> Result<Sizing, SizingError> {
             .unwrap_or(u32::MAX),
         recommended_max_connections: recommended,
     })
+}
+
+/// The numbers the inventory plans for a site whose Synapse runs `synapse_processes` processes
+/// (main + workers), each with a pool of [`CP_MAX`], through one PgBouncer pool of one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SitePools {
+    pub synapse_processes: u32,
+    pub cp_min: u32,
+    pub cp_max: u32,
+    /// Most connections Synapse can open: processes × cp_max.
+    pub synapse_max_connections: u32,
+    /// PgBouncer `default_pool_size`: the design's "(workers + main) × 10", so no Synapse
+    /// connection waits on the pooler.
+    pub default_pool_size: u32,
+    /// PgBouncer `reserve_pool_size`: [`default_reserve_pool_size`].
+    pub reserve_pool_size: u32,
+    /// PgBouncer `max_db_connections`: pool plus reserve, the hard cap towards PostgreSQL.
+    pub max_db_connections: u32,
+    /// PgBouncer `max_client_conn`: demand plus [`DEFAULT_CLIENT_HEADROOM_PERCENT`].
+    pub max_client_conn: u32,
+    /// Connections kept outside PgBouncer, which `max_connections` leaves room for.
+    pub reserved_connections: u32,
+    /// PostgreSQL `max_connections`: [`recommended_max_connections`] of the cap and the
+    /// reserved connections.
+    pub postgres_max_connections: u32,
+}
+
+impl SitePools {
+    /// The plan with [`DEFAULT_RESERVED_CONNECTIONS`] kept outside PgBouncer.
+    pub fn for_processes(synapse_processes: u32) -> SitePools {
+        SitePools::for_processes_reserving(synapse_processes, DEFAULT_RESERVED_CONNECTIONS)
+    }
+
+    /// The plan with `reserved` connections kept outside PgBouncer. Saturates rather than
+    /// wraps: numbers this large are refused by `pgbouncer_tune` anyway.
+    pub fn for_processes_reserving(synapse_processes: u32, reserved: u32) -> SitePools {
+        let demand = synapse_processes.saturating_mul(CP_MAX);
+        let pool = demand;
+        let reserve = default_reserve_pool_size(pool);
+        let cap = pool.saturating_add(reserve);
+        let max_client_conn = u32::try_from(
+            (u64::from(demand) * u64::from(100 + DEFAULT_CLIENT_HEADROOM_PERCENT)).div_ceil(100),
+        )
+        .unwrap_or(u32::MAX);
+        SitePools {
+            synapse_processes,
+            cp_min: CP_MIN,
+            cp_max: CP_MAX,
+            synapse_max_connections: demand,
+            default_pool_size: pool,
+            reserve_pool_size: reserve,
+            max_db_connections: cap,
+            max_client_conn,
+            reserved_connections: reserved,
+            postgres_max_connections: recommended_max_connections(cap, reserved),
+        }
+    }
+
+    /// What `pgbouncer_tune` is given for this plan: one database, one user, the role's options.
+    pub fn module_inputs(&self) -> Inputs {
+        Inputs {
+            app_processes: self.synapse_processes,
+            app_pool_max: self.cp_max,
+            client_headroom_percent: DEFAULT_CLIENT_HEADROOM_PERCENT,
+            max_connections: self.postgres_max_connections,
+            reserved_connections: self.reserved_connections,
+            databases: vec![DbPools {
+                name: "synapse".into(),
+                users: 1,
+                pool_size: None,
+            }],
+            default_pool_size: None,
+            reserve_pool_size: None,
+            auth_query: false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -347,5 +477,98 @@ mod tests {
     fn overflow_is_an_error_not_a_wrap() {
         let i = inputs(u32::MAX, u32::MAX, 100, 0);
         assert!(matches!(compute(&i), Err(SizingError::Overflow { .. })));
+    }
+
+    #[test]
+    fn design_002_pool_18_of_22_with_3_reserved() {
+        // Doc 002: 22 connections, a pool of 18, 3 kept for admin and monitoring.
+        let mut i = inputs(1, 18, 22, 3);
+        // With the default reserve pool (5): 18 + 5 + 3 = 26 > 22, refused, and both ways out
+        // are named.
+        let e = compute(&i).unwrap_err().to_string();
+        assert!(e.contains("raise max_connections to 26 at least"), "{e}");
+        assert!(e.contains("set reserve_pool_size to 1 or less"), "{e}");
+        // The largest reserve that fits: exactly full.
+        i.reserve_pool_size = Some(1);
+        let s = compute(&i).unwrap();
+        assert_eq!(
+            (
+                s.default_pool_size,
+                s.reserve_pool_size,
+                s.server_connections,
+                s.needed
+            ),
+            (18, 1, 19, 22)
+        );
+        // A pool that does not fit even without a reserve gets no reserve hint.
+        let e = compute(&inputs(1, 20, 22, 3)).unwrap_err().to_string();
+        assert!(!e.contains("reserve_pool_size to"), "{e}");
+        assert!(e.contains("raise max_connections to 28 at least"), "{e}");
+    }
+
+    #[test]
+    fn site_pools_by_the_design() {
+        // (processes, reserved) -> (pool, reserve, cap, max_client_conn, max_connections)
+        for ((p, r), want) in [
+            // The inventory's small and large scales (README: 330 and 440).
+            ((24, 10), (240, 24, 264, 480, 330)),
+            ((32, 10), (320, 32, 352, 640, 440)),
+            // One process: the 80 % rule alone gives 20, which leaves 5 for 10 reserved; the
+            // reserved connections decide (the inventory once planned 20 here, which
+            // pgbouncer_tune refused).
+            ((1, 10), (10, 5, 15, 20, 30)),
+            ((1, 3), (10, 5, 15, 20, 20)),
+            ((10, 0), (100, 10, 110, 200, 140)),
+        ] {
+            let s = SitePools::for_processes_reserving(p, r);
+            assert_eq!(
+                (
+                    s.default_pool_size,
+                    s.reserve_pool_size,
+                    s.max_db_connections,
+                    s.max_client_conn,
+                    s.postgres_max_connections
+                ),
+                want,
+                "{p} processes, {r} reserved"
+            );
+        }
+        assert_eq!(
+            SitePools::for_processes(24),
+            SitePools::for_processes_reserving(24, 10)
+        );
+    }
+
+    #[test]
+    fn what_the_inventory_plans_pgbouncer_tune_accepts() {
+        for p in 1..=400 {
+            for r in [0, 3, 10, 50] {
+                let plan = SitePools::for_processes_reserving(p, r);
+                let s = compute(&plan.module_inputs())
+                    .unwrap_or_else(|e| panic!("{p} processes, {r} reserved: {e}"));
+                assert_eq!(
+                    (
+                        s.default_pool_size,
+                        s.reserve_pool_size,
+                        s.server_connections,
+                        s.max_client_conn,
+                        s.recommended_max_connections
+                    ),
+                    (
+                        plan.default_pool_size,
+                        plan.reserve_pool_size,
+                        plan.max_db_connections,
+                        plan.max_client_conn,
+                        plan.postgres_max_connections
+                    ),
+                    "{p} processes, {r} reserved"
+                );
+                assert!(s.pgbouncer_share_percent <= f64::from(ALERT_PERCENT));
+                assert!(
+                    plan.postgres_max_connections - plan.max_db_connections
+                        >= SUPERUSER_RESERVED.min(r)
+                );
+            }
+        }
     }
 }
