@@ -378,3 +378,22 @@ fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
         synapse_host
     );
 }
+
+#[test]
+fn calls_scenario_relays_with_secret_derived_credentials_only_to_allowed_peers() {
+    assert!(root().join("molecule/calls/molecule.yml").exists());
+    let output = plain(&molecule_test("calls"));
+    assert_steps_succeeded(&output, &["converge", "idempotence", "check", "verify"]);
+    // Converge touches the two TURN nodes only; the LiveKit stand-in is prepared, not converged.
+    let converge = recap_of(&output, "converge");
+    assert_eq!(converge.len(), 2, "{converge:?}");
+    assert_check_quiet(&output, 2);
+    // Two nodes × (UDP, TLS) relays, two refused allocations, two refused peers.
+    let verify = recap_of(&output, "verify");
+    assert_eq!(verify.len(), 1, "{verify:?}");
+    assert!(verify[0].contains("failed=0"), "{verify:?}");
+    assert!(
+        output.contains("Relay to the allowed peer through each node, over UDP and over TLS"),
+        "the relay checks ran"
+    );
+}

@@ -55,7 +55,7 @@ fn list_tasks(mdad: Option<&Path>) -> String {
     run("--list-tasks")
 }
 
-const OUR_PLAYS: [&str; 9] = [
+const OUR_PLAYS: [&str; 10] = [
     "Check the site before any host changes",
     "Intranet host map",
     "The etcd cluster Patroni keeps its leader lock in",
@@ -65,6 +65,7 @@ const OUR_PLAYS: [&str; 9] = [
     "The VIP, under keepalived",
     "MinIO, the media store",
     "Docker and the image registry MDAD's containers come from",
+    "TURN for calls, coturn (Synapse gets these servers through MDAD's external-TURN variables)",
 ];
 
 #[test]
@@ -75,12 +76,12 @@ fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
     );
     let listing = list_tasks(None);
     let plays = plays(&listing);
-    assert_eq!(&plays[..9], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..10], &OUR_PLAYS, "{listing}");
     assert_eq!(
-        plays[9], "Matrix, by matrix-docker-ansible-deploy (not found)",
+        plays[10], "Matrix, by matrix-docker-ansible-deploy (not found)",
         "{listing}"
     );
-    assert_eq!(plays.len(), 10);
+    assert_eq!(plays.len(), 11);
     // Each play lists its role's tasks for the inventory's groups.
     for task in [
         "z3r0d3v.matrix_ha.etcd : Wait until this member is healthy",
@@ -99,12 +100,12 @@ fn with_an_mdad_checkout_its_setup_follows_our_plays() {
     let mdad = mdad_dir();
     let listing = list_tasks(Some(&mdad));
     let plays = plays(&listing);
-    assert_eq!(&plays[..9], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..10], &OUR_PLAYS, "{listing}");
     assert!(
-        plays[9..].iter().any(|p| p == "Set up a Matrix server"),
+        plays[10..].iter().any(|p| p == "Set up a Matrix server"),
         "{plays:?}"
     );
-    assert!(listing.contains("play #10 (matrix_servers)"), "{listing}");
+    assert!(listing.contains("play #11 (matrix_servers)"), "{listing}");
 }
 
 #[test]
