@@ -297,7 +297,7 @@ fn mdad_images(dir: &std::path::Path) -> (String, String, String) {
 }
 
 #[test]
-#[ignore = "the whole-site scenario does not pass yet: run it with --ignored"]
+#[ignore = "the whole-site scenario does not pass yet (its converge does, in about 11 minutes; the users' /sync check does not) and with its re-runs and drill would take the suite past its 45 minutes on 2 cores: run it with --ignored"]
 fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
     let _one = ONE_SCENARIO.lock().unwrap_or_else(|e| e.into_inner());
     let mdad = mdad_dir();
