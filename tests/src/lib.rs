@@ -303,3 +303,42 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// A self-signed certificate for `names` (a subjectAltName value, e.g.
+/// `DNS:chat.z3r0d3v.com,DNS:*.chat.z3r0d3v.com`) and its key in one PEM file, `site.pem` in
+/// `dir`, mode 0600: what HAProxy's `crt` takes.
+pub fn site_certificate(dir: &Path, names: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pem = dir.join("site.pem");
+    let key = dir.join("site.key");
+    let crt = dir.join("site.crt");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=test", "-addext"])
+        .arg(format!("subjectAltName={names}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut both = std::fs::read(&crt).unwrap();
+    both.extend(std::fs::read(&key).unwrap());
+    std::fs::write(&pem, both).unwrap();
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(&crt).unwrap();
+    pem
+}

@@ -13,14 +13,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use matrix_ha_tests::{mdad_dir, root, Ansible};
+use matrix_ha_tests::{mdad_dir, root, site_certificate, Ansible};
 use serde_json::Value;
 
 const SCALES: [&str; 3] = ["small", "medium", "large"];
@@ -127,33 +126,6 @@ fn render(a: &Ansible, scale: &str, extra: &[(&str, String)]) -> String {
 }
 
 /// A self-signed certificate and key for the public names, made for the run (mode 0600).
-fn certificate(dir: &Path) -> PathBuf {
-    let pem = dir.join("site.pem");
-    let key = dir.join("site.key");
-    let crt = dir.join("site.crt");
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=matrix.chat.z3r0d3v.com", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut both = fs::read(&crt).unwrap();
-    both.extend(fs::read(&key).unwrap());
-    fs::write(&pem, both).unwrap();
-    fs::set_permissions(&pem, fs::Permissions::from_mode(0o600)).unwrap();
-    fs::remove_file(&key).unwrap();
-    pem
-}
-
 fn inventory_group_vars(a: &Ansible, scale: &str) -> Value {
     let out = a
         .command("ansible-inventory")
@@ -186,7 +158,7 @@ fn first_haproxy(a: &Ansible, scale: &str) -> String {
 fn rendered_configuration_passes_haproxy_check_at_every_scale() {
     haproxy_binary();
     let a = Ansible::new();
-    let pem = certificate(a.dir.path());
+    let pem = site_certificate(a.dir.path(), "DNS:matrix.chat.z3r0d3v.com");
     for scale in SCALES {
         let cfg = render(
             &a,
@@ -507,7 +479,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 fn live_haproxy_routes_to_workers_and_falls_back_to_main() {
     haproxy_binary();
     let a = Ansible::new();
-    let pem = certificate(a.dir.path());
+    let pem = site_certificate(a.dir.path(), "DNS:matrix.chat.z3r0d3v.com");
     // Synapse's processes on 127.0.0.3, HAProxy on 127.0.0.2: loopback addresses of this test.
     let cfg = render(
         &a,

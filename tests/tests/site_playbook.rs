@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use matrix_ha_tests::{mdad_dir, root, Ansible};
+use matrix_ha_tests::{mdad_dir, root, site_certificate, Ansible};
 
 /// The plays of site.yml, in order, from `--list-tasks`.
 fn plays(listing: &str) -> Vec<String> {
@@ -19,18 +19,24 @@ fn plays(listing: &str) -> Vec<String> {
         .collect()
 }
 
+/// `ansible-playbook -i bin/matrix_inventory playbooks/site.yml` for the example small site.
+fn site_yml(ansible: &Ansible) -> std::process::Command {
+    let mut command = ansible.command("ansible-playbook");
+    command
+        .arg("-i")
+        .arg(root().join("bin/matrix_inventory"))
+        .env(
+            "MATRIX_HA_SITE",
+            root().join("examples/sites/small/chat.z3r0d3v.com.matrix_ha.yml"),
+        )
+        .arg(root().join("playbooks/site.yml"));
+    command
+}
+
 fn list_tasks(mdad: Option<&Path>) -> String {
     let ansible = Ansible::new();
     let run = |check: &str| {
-        let out = ansible
-            .command("ansible-playbook")
-            .arg("-i")
-            .arg(root().join("bin/matrix_inventory"))
-            .env(
-                "MATRIX_HA_SITE",
-                root().join("examples/sites/small/chat.z3r0d3v.com.matrix_ha.yml"),
-            )
-            .arg(root().join("playbooks/site.yml"))
+        let out = site_yml(&ansible)
             .args(
                 mdad.map(|m| {
                     vec![
@@ -124,15 +130,7 @@ fn a_wrong_mdad_dir_fails_with_the_path_it_tried() {
 /// Runs only site.yml's first play (and what is tagged `always`) with the example small site,
 /// every host local, the vault values of `vault` (a variables file of this run) and `extra`.
 fn preflight(vault: &Path, extra: &[String]) -> (bool, String) {
-    let out = Ansible::new()
-        .command("ansible-playbook")
-        .arg("-i")
-        .arg(root().join("bin/matrix_inventory"))
-        .env(
-            "MATRIX_HA_SITE",
-            root().join("examples/sites/small/chat.z3r0d3v.com.matrix_ha.yml"),
-        )
-        .arg(root().join("playbooks/site.yml"))
+    let out = site_yml(&Ansible::new())
         .args([
             "--tags",
             "matrix-ha-no-such-tag",
@@ -197,41 +195,6 @@ fn vault_file(dir: &Path, without: &[&str]) -> std::path::PathBuf {
     path
 }
 
-/// A self-signed certificate naming `names` (its key is thrown away).
-fn certificate(dir: &Path, names: &str) -> std::path::PathBuf {
-    let path = dir.join("site.pem");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test",
-            "-keyout",
-            "/dev/null",
-        ])
-        .arg("-addext")
-        .arg(format!("subjectAltName={names}"))
-        .arg("-out")
-        .arg(&path)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
 #[test]
 fn a_missing_secret_stops_the_run_before_any_host_changes_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,7 +218,7 @@ fn a_missing_secret_stops_the_run_before_any_host_changes_naming_it() {
 fn a_certificate_without_the_base_domain_stops_the_run_naming_both() {
     let dir = tempfile::tempdir().unwrap();
     let vault = vault_file(dir.path(), &[]);
-    let cert = certificate(dir.path(), "DNS:matrix.chat.z3r0d3v.com");
+    let cert = site_certificate(dir.path(), "DNS:matrix.chat.z3r0d3v.com");
     let cert_var = format!("haproxy_tls_certificate={}", cert.display());
     let (ok, text) = preflight(&vault, &["-e".into(), cert_var.clone()]);
     assert!(!ok, "{text}");
@@ -270,7 +233,7 @@ fn a_certificate_without_the_base_domain_stops_the_run_naming_both() {
     // A wildcard for matrix.<domain> and the base domain itself: the run goes on.
     let dir = tempfile::tempdir().unwrap();
     let vault = vault_file(dir.path(), &[]);
-    let cert = certificate(dir.path(), "DNS:chat.z3r0d3v.com,DNS:*.chat.z3r0d3v.com");
+    let cert = site_certificate(dir.path(), "DNS:chat.z3r0d3v.com,DNS:*.chat.z3r0d3v.com");
     let cert_var = format!("haproxy_tls_certificate={}", cert.display());
     let (_, text) = preflight(&vault, &["-e".into(), cert_var]);
     // The roles' argument checks (tagged `always`) come after; only the first play matters here.
