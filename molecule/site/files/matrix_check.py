@@ -7,8 +7,9 @@ JSON line with what it saw.
     MATRIX_HA_PASSWORD=... matrix_check.py DOMAIN CA_FILE forged USER
 
 Both users log in on https://matrix.DOMAIN; alice makes a room and invites bob, bob joins; both
-send MESSAGES/2 messages at once; each user's /sync must return every acknowledged event exactly
-once, each sender's in the order sent. A file is uploaded and downloaded back. The federation
+send MESSAGES/2 messages at once (waiting out the server's 429s as clients do) while each user's
+client long-polls /sync; those syncs must bring every acknowledged event exactly once, each
+sender's in the order sent, with no gap. A file is uploaded and downloaded back. The federation
 port answers /_matrix/key/v2/server with the server's signing key, and the base domain serves
 /.well-known/matrix/server and /client. Every request is bounded by a timeout, every loop by a
 count. Passwords come from the environment, never the command line.
@@ -98,7 +99,8 @@ def drill(directory, seconds):
     token = alice["access_token"]
     room = api("POST", "/_matrix/client/v3/createRoom", token, {"preset": "private_chat"})["room_id"]
     send = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/"
-    figures = {"acknowledged": 0, "failed": 0, "server_errors": 0, "longest_stall_s": 0.0}
+    figures = {"acknowledged": 0, "failed": 0, "server_errors": 0, "rate_limited": 0,
+               "longest_stall_s": 0.0}
     acked = []
     started = time.time()
     last_ok = started
@@ -108,6 +110,10 @@ def drill(directory, seconds):
         try:
             ev = api("PUT", send + txn, token, {"msgtype": "m.text", "body": f"drill {i}"})
         except urllib.error.HTTPError as e:
+            if e.code == 429:
+                figures["rate_limited"] += 1
+                time.sleep(1)
+                continue
             figures["failed"] += 1
             figures["server_errors"] += e.code >= 500
             time.sleep(0.2)
@@ -162,18 +168,26 @@ def main():
     sent = {"alice": [], "bob": []}
     failures = {"alice": 0, "bob": 0}
     server_errors = {"alice": 0, "bob": 0}
+    rate_limited = {"alice": 0, "bob": 0}
+    sending = {"alice": True, "bob": True}
 
     def sender(name, token):
         for i in range(messages // 2):
             txn = f"{name}-{i}-{time.time_ns()}"
             path = (f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/"
                     f"{txn}")
-            for _attempt in range(3):
+            for _attempt in range(10):
                 try:
                     ev = api("PUT", path, token, {"msgtype": "m.text", "body": f"{name} {i}"})
                     sent[name].append(ev["event_id"])
                     break
                 except urllib.error.HTTPError as e:
+                    if e.code == 429:
+                        # The server's message limit: wait as it says, as clients do.
+                        rate_limited[name] += 1
+                        wait_ms = json.loads(e.read() or b"{}").get("retry_after_ms", 1000)
+                        time.sleep(min(wait_ms, 10_000) / 1000)
+                        continue
                     if e.code >= 500:
                         server_errors[name] += 1
                     failures[name] += 1
@@ -181,43 +195,58 @@ def main():
                 except OSError:
                     failures[name] += 1
                     time.sleep(0.5)
+        sending[name] = False
 
+    # Each user's client long-polls /sync while both send, as a Matrix client does: the first
+    # sync (before any message) gives the position; every later one must bring each new event
+    # exactly once, each sender's in the order sent, without a gap (`limited`).
+    synced = {"alice": [], "bob": []}
+    gaps = {"alice": 0, "bob": 0}
+    timeline_filter = urllib.parse.quote(json.dumps({"room": {"timeline": {"limit": 1000}}}))
+
+    def first_sync(token):
+        return api("GET", f"/_matrix/client/v3/sync?timeout=0&filter={timeline_filter}",
+                   token)["next_batch"]
+
+    def syncer(name, token, since):
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            body = api("GET", f"/_matrix/client/v3/sync?timeout=5000&filter={timeline_filter}"
+                       f"&since={urllib.parse.quote(since)}", token, timeout=60)
+            since = body["next_batch"]
+            timeline = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
+            gaps[name] += bool(timeline.get("limited"))
+            synced[name] += [e["event_id"] for e in timeline.get("events", [])
+                             if e.get("type") == "m.room.message"]
+            if not any(sending.values()) and set(sent["alice"] + sent["bob"]) <= set(synced[name]):
+                return
+
+    positions = {"alice": first_sync(alice["access_token"]), "bob": first_sync(bob["access_token"])}
     started = time.monotonic()
     threads = [threading.Thread(target=sender, args=("alice", alice["access_token"])),
                threading.Thread(target=sender, args=("bob", bob["access_token"]))]
-    for t in threads:
+    syncers = [threading.Thread(target=syncer, args=(n, t, positions[n]))
+               for n, t in (("alice", alice["access_token"]), ("bob", bob["access_token"]))]
+    for t in threads + syncers:
         t.start()
     for t in threads:
-        t.join(timeout=600)
+        t.join(timeout=900)
     elapsed = time.monotonic() - started
+    for t in syncers:
+        t.join(timeout=300)
     acked = sent["alice"] + sent["bob"]
     result.update(acknowledged=len(acked), failed_sends=sum(failures.values()),
                   server_errors=sum(server_errors.values()),
+                  rate_limited=sum(rate_limited.values()),
                   messages_per_second=round(len(acked) / elapsed, 1))
-
-    # Each user's /sync returns every acknowledged event exactly once, each sender's in order.
-    for name, token in (("alice", alice["access_token"]), ("bob", bob["access_token"])):
-        seen = []
-        since = None
-        deadline = time.monotonic() + 120
-        filt = urllib.parse.quote(json.dumps({"room": {"timeline": {"limit": 1000}}}))
-        while time.monotonic() < deadline:
-            path = f"/_matrix/client/v3/sync?timeout=5000&filter={filt}"
-            if since:
-                path += f"&since={urllib.parse.quote(since)}"
-            body = api("GET", path, token)
-            since = body["next_batch"]
-            timeline = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
-            seen += [e["event_id"] for e in timeline.get("events", [])
-                     if e.get("type") == "m.room.message"]
-            if set(acked) <= set(seen):
-                break
-        missing = len(set(acked) - set(seen))
-        dupes = len(seen) - len(set(seen))
-        in_order = all(
-            [e for e in seen if e in set(sent[s])] == sent[s] for s in sent
-        )
-        result[f"{name}_sync"] = {"missing": missing, "duplicates": dupes, "in_order": in_order}
+    for name in ("alice", "bob"):
+        seen = synced[name]
+        result[f"{name}_sync"] = {
+            "missing": len(set(acked) - set(seen)),
+            "duplicates": len(seen) - len(set(seen)),
+            "in_order": all([e for e in seen if e in set(sent[s])] == sent[s] for s in sent),
+            "gaps": gaps[name],
+        }
 
     # Media: upload, then download through the authenticated media API.
     blob = os.urandom(200_000)
