@@ -87,13 +87,24 @@ def _first_line_value(path, prefix, sep):
     return None
 
 
-def machine():
+def machine(ansible=True):
+    """One line about this machine; with ansible-core's version unless `ansible` is false."""
     cpu = _first_line_value("/proc/cpuinfo", "model name", ":") or platform.processor() or "unknown CPU"
     system = _first_line_value("/etc/os-release", "PRETTY_NAME=", "=") or platform.system()
+    line = f"{cpu}, {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}, {system}"
+    if not ansible:
+        return line
     out = subprocess.run([os.path.join(VENV_BIN, "ansible"), "--version"], capture_output=True, text=True)
     first = out.stdout.splitlines()[0] if out.stdout else ""
     core = first.split("core ")[-1].rstrip("]") if "core " in first else "unknown"
-    return f"{cpu}, {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}, {system}; ansible-core {core}"
+    return f"{line}; ansible-core {core}"
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (bound to port 0, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Sshd:
@@ -110,9 +121,7 @@ class Sshd:
             )
         shutil.copy(os.path.join(self.dir, "client_ed25519.pub"), os.path.join(self.dir, "authorized_keys"))
         os.makedirs("/run/sshd", exist_ok=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         config = os.path.join(self.dir, "sshd_config")
         with open(config, "w") as f:
             f.write(

@@ -26,7 +26,6 @@ import shutil
 import statistics
 
 from benchlib import (
-    ROOT,
     Sshd,
     ansible_env,
     machine,

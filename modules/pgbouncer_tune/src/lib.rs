@@ -237,7 +237,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          statement_timeout = 0) and the index build as separate autocommit statements) can \
          never reach another client's queries; those index builds then run under the role's \
          C(statement_timeout) (10 min), so raise it for an upgrade that builds indexes on a \
-         very large database. Both keys are the module's; O(settings) cannot set them. psycopg2 sends no startup \
+         very large database. What the reset costs in throughput is measured in BENCHMARKS.md \
+         (section PgBouncer: DISCARD ALL after every transaction). Both keys are the module's; \
+         O(settings) cannot set them. psycopg2 sends no startup \
          parameter PgBouncer refuses; O(ignore_startup_parameters) is there for C(options) or \
          C(extra_float_digits) from other clients.",
     ],
