@@ -61,8 +61,8 @@ def call(method, url, token=None, body=None, raw=None, content_type="application
         return resp.status, dict(resp.headers), payload
 
 
-def api(method, path, token=None, body=None, headers=None):
-    status, _, payload = call(method, BASE + path, token, body, headers=headers)
+def api(method, path, token=None, body=None, headers=None, timeout=30):
+    status, _, payload = call(method, BASE + path, token, body, headers=headers, timeout=timeout)
     return json.loads(payload) if payload else {}
 
 
@@ -208,11 +208,19 @@ def main():
         return api("GET", f"/_matrix/client/v3/sync?timeout=0&filter={timeline_filter}",
                    token)["next_batch"]
 
+    sync_errors = {"alice": [], "bob": []}
+
     def syncer(name, token, since):
         deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            body = api("GET", f"/_matrix/client/v3/sync?timeout=5000&filter={timeline_filter}"
-                       f"&since={urllib.parse.quote(since)}", token, timeout=60)
+        while time.monotonic() < deadline and len(sync_errors[name]) < 5:
+            # A failed /sync is retried from the same position, as clients do; each is reported.
+            try:
+                body = api("GET", f"/_matrix/client/v3/sync?timeout=5000&filter={timeline_filter}"
+                           f"&since={urllib.parse.quote(since)}", token, timeout=60)
+            except (OSError, ValueError) as e:
+                sync_errors[name].append(repr(e))
+                time.sleep(1)
+                continue
             since = body["next_batch"]
             timeline = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
             gaps[name] += bool(timeline.get("limited"))
@@ -246,6 +254,7 @@ def main():
             "duplicates": len(seen) - len(set(seen)),
             "in_order": all([e for e in seen if e in set(sent[s])] == sent[s] for s in sent),
             "gaps": gaps[name],
+            "errors": sync_errors[name],
         }
 
     # Media: upload, then download through the authenticated media API.
