@@ -219,6 +219,7 @@ fn minio_scenario_lays_out_one_pool_on_four_containers() {
 }
 
 #[test]
+#[ignore = "the site scenario covers it in the test command: the same plays on the same six-container topology, this scenario's verify.yml imported, and its drill (primary killed, VIP holder's HAProxy stopped, old primary back, an etcd member away) with the real Synapse; both would take the suite past its 45 minutes on 2 cores. Run it with --ignored"]
 fn database_scenario_reaches_the_primary_through_the_vip_and_survives_the_ha_drill() {
     assert!(root().join("molecule/database/molecule.yml").exists());
     let output = plain(&molecule_test("database"));
@@ -297,7 +298,6 @@ fn mdad_images(dir: &std::path::Path) -> (String, String, String) {
 }
 
 #[test]
-#[ignore = "the whole-site scenario does not pass yet (its converge does, in about 11 minutes; the users' /sync check does not) and with its re-runs and drill would take the suite past its 45 minutes on 2 cores: run it with --ignored"]
 fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
     let _one = ONE_SCENARIO.lock().unwrap_or_else(|e| e.into_inner());
     let mdad = mdad_dir();
@@ -348,21 +348,29 @@ fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
     );
 
     // A second whole run (ours and MDAD's): the hosts MDAD does not touch change nothing; MDAD's
-    // own count on the Synapse host is reported.
-    let started = std::time::Instant::now();
-    let whole = molecule.step("converge", "site", &[]);
-    let whole_s = started.elapsed().as_secs();
-    let recap = recap_of(&whole, "converge");
-    let (synapse_host, others): (Vec<_>, Vec<_>) = recap
-        .iter()
-        .partition(|l| l.starts_with("mh-site-synapse-1"));
-    assert!(
-        others.iter().all(|l| l.contains("changed=0")),
-        "a second whole run: {recap:?}"
-    );
+    // own count on the Synapse host is reported. About 380 s on 2 cores, so the test command
+    // leaves it out (our plays' second run above is the idempotence check); set
+    // MATRIX_HA_SITE_WHOLE_RUN_AGAIN=1 to run it.
+    let whole = std::env::var("MATRIX_HA_SITE_WHOLE_RUN_AGAIN").is_ok_and(|v| v == "1");
+    let whole = if whole {
+        let started = std::time::Instant::now();
+        let output = molecule.step("converge", "site", &[]);
+        let whole_s = started.elapsed().as_secs();
+        let recap = recap_of(&output, "converge");
+        let (synapse_host, others): (Vec<_>, Vec<_>) = recap
+            .iter()
+            .partition(|l| l.starts_with("mh-site-synapse-1"));
+        assert!(
+            others.iter().all(|l| l.contains("changed=0")),
+            "a second whole run: {recap:?}"
+        );
+        format!("whole run again {whole_s} s, Synapse host {synapse_host:?}")
+    } else {
+        "whole run again not asked for (MATRIX_HA_SITE_WHOLE_RUN_AGAIN=1)".to_string()
+    };
 
     // The HA drill with the real Synapse (side_effect.yml asserts it).
-    let drill = molecule.step("side_effect", "site", &[]);
+    let drill = molecule.step("side-effect", "site", &[]);
     let figures = drill
         .lines()
         .find_map(|l| {
@@ -374,8 +382,7 @@ fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
         .to_string();
     eprintln!(
         "site scenario: first converge {first_s} s; our plays again {again_s} s (changed=0); \
-         whole run again {whole_s} s, Synapse host {:?}\nusers: {users}\ndrill: {figures}",
-        synapse_host
+         {whole}\nusers: {users}\ndrill: {figures}"
     );
 }
 
