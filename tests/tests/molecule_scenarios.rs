@@ -351,8 +351,8 @@ fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
     // own count on the Synapse host is reported. About 380 s on 2 cores, so the test command
     // leaves it out (our plays' second run above is the idempotence check); set
     // MATRIX_HA_SITE_WHOLE_RUN_AGAIN=1 to run it.
-    let whole = std::env::var("MATRIX_HA_SITE_WHOLE_RUN_AGAIN").is_ok_and(|v| v == "1");
-    let whole = if whole {
+    let whole_again = std::env::var("MATRIX_HA_SITE_WHOLE_RUN_AGAIN").is_ok_and(|v| v == "1");
+    let whole = if whole_again {
         let started = std::time::Instant::now();
         let output = molecule.step("converge", "site", &[]);
         let whole_s = started.elapsed().as_secs();
