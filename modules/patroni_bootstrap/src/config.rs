@@ -109,6 +109,9 @@ pub struct Settings {
     pub users: Vec<User>,
     pub pgbouncer_auth_user: String,
     pub pgbouncer_auth_password: Option<String>,
+    /// pgBackRest's stanza: WAL archiving to the repository, restores from it.
+    #[serde(default)]
+    pub pgbackrest_stanza: Option<String>,
 }
 
 /// An unset `parameters` option (null) is no parameters.
@@ -233,6 +236,65 @@ pub fn parse_host_port(text: &str) -> Result<HostPort, String> {
 
 fn valid_host_name(name: &str) -> bool {
     matrix_ha_rules::names::is_host_name(name)
+}
+
+/// What `pgbackrest_stanza` needs: a stanza name pgBackRest takes, the superuser pgBackRest logs
+/// in as, and no archiving parameters of the user's that would replace pgBackRest's.
+fn check_pgbackrest(errors: &mut Vec<ConfigError>, s: &Settings, stanza: &str) {
+    let ok = !stanza.is_empty()
+        && stanza.len() <= 63
+        && stanza
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        err(
+            errors,
+            "pgbackrest_stanza",
+            format!(
+                "value \"{stanza}\" must be 1 to 63 letters, digits, '-', '_' or '.' (it is \
+                 written into archive_command and names the repository's directories)"
+            ),
+        );
+    }
+    if s.superuser_username != "postgres" {
+        err(
+            errors,
+            "superuser_username",
+            format!(
+                "value \"{}\": with pgbackrest_stanza set, pgBackRest logs in over the local \
+                 socket as the operating-system user postgres (peer), so the superuser must be \
+                 postgres",
+                s.superuser_username
+            ),
+        );
+    }
+    for key in PGBACKREST_PARAMETERS {
+        if s.parameters.contains_key(*key) {
+            err(
+                errors,
+                &format!("parameters.{key}"),
+                format!(
+                    "is set from pgbackrest_stanza (\"{}\"); remove it from parameters",
+                    pgbackrest_parameter(key, stanza)
+                ),
+            );
+        }
+    }
+}
+
+/// Parameters rendered from `pgbackrest_stanza`.
+pub const PGBACKREST_PARAMETERS: &[&str] = &["archive_mode", "archive_command"];
+
+fn pgbackrest_parameter(key: &str, stanza: &str) -> String {
+    match key {
+        "archive_mode" => "on".to_string(),
+        _ => format!("pgbackrest --stanza={stanza} archive-push %p"),
+    }
+}
+
+/// The command that fetches a WAL segment from the repository (Patroni's `restore_command`).
+pub fn pgbackrest_restore_command(stanza: &str) -> String {
+    format!("pgbackrest --stanza={stanza} archive-get %f \"%p\"")
 }
 
 /// A PostgreSQL identifier this module creates: lower case, no quoting surprises.
@@ -631,6 +693,10 @@ impl Settings {
             seen.push(&u.name);
         }
 
+        if let Some(stanza) = &self.pgbackrest_stanza {
+            check_pgbackrest(&mut e, &self, stanza);
+        }
+
         if !e.is_empty() {
             return Err(ConfigErrors(e));
         }
@@ -719,6 +785,20 @@ struct Postgresql<'a> {
     parameters: BTreeMap<String, Yaml>,
     pg_hba: Vec<String>,
     use_pg_rewind: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_conf: Option<BTreeMap<&'static str, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create_replica_methods: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pgbackrest: Option<ReplicaMethod>,
+}
+
+/// A replica-creation method of Patroni's (`postgresql.<method>`).
+#[derive(Serialize)]
+struct ReplicaMethod {
+    command: String,
+    keep_data: bool,
+    no_params: bool,
 }
 
 #[derive(Serialize)]
@@ -732,13 +812,18 @@ struct Authentication {
 /// then replication and every database for each listed network.
 pub fn pg_hba(v: &Valid) -> Vec<String> {
     let repl = &v.s.replication_username;
-    let mut lines = vec![
+    let mut lines = Vec::with_capacity(5 + 2 * v.networks.len());
+    if v.s.pgbackrest_stanza.is_some() {
+        // pgBackRest runs as the operating-system user postgres, which owns the data directory.
+        lines.push("local all postgres peer".to_string());
+    }
+    lines.extend([
         "local all all scram-sha-256".to_string(),
         "host all all 127.0.0.1/32 scram-sha-256".to_string(),
         "host all all ::1/128 scram-sha-256".to_string(),
         format!("host replication {repl} 127.0.0.1/32 scram-sha-256"),
         format!("host replication {repl} ::1/128 scram-sha-256"),
-    ];
+    ]);
     for net in &v.networks {
         lines.push(format!("host replication {repl} {net} scram-sha-256"));
         lines.push(format!("host all all {net} scram-sha-256"));
@@ -757,6 +842,14 @@ pub fn parameters(v: &Valid, host: Host) -> (BTreeMap<String, Yaml>, BTreeMap<St
         "superuser_reserved_connections".into(),
         Yaml::from(v.s.superuser_reserved_connections as u64),
     );
+    if let Some(stanza) = &v.s.pgbackrest_stanza {
+        for key in PGBACKREST_PARAMETERS {
+            all.insert(
+                key.to_string(),
+                Yaml::from(pgbackrest_parameter(key, stanza)),
+            );
+        }
+    }
     for (k, val) in &v.overrides {
         all.insert(k.clone(), val.clone());
     }
@@ -828,6 +921,22 @@ pub fn render(v: &Valid, host: Host) -> String {
             parameters: local_parameters,
             pg_hba: hba,
             use_pg_rewind: true,
+            // A new or wiped member restores the newest backup from the repository, then
+            // replays WAL from it and streams from the leader; pg_basebackup from the leader
+            // when the repository has no backup yet.
+            recovery_conf: s
+                .pgbackrest_stanza
+                .as_deref()
+                .map(|st| BTreeMap::from([("restore_command", pgbackrest_restore_command(st))])),
+            create_replica_methods: s
+                .pgbackrest_stanza
+                .as_ref()
+                .map(|_| vec!["pgbackrest", "basebackup"]),
+            pgbackrest: s.pgbackrest_stanza.as_deref().map(|st| ReplicaMethod {
+                command: format!("pgbackrest --stanza={st} --delta restore"),
+                keep_data: true,
+                no_params: true,
+            }),
         },
         tags: BTreeMap::from([
             ("nofailover", false),
@@ -900,7 +1009,62 @@ mod tests {
             }],
             pgbouncer_auth_user: "pgbouncer".into(),
             pgbouncer_auth_password: Some("bouncer-password-1".into()),
+            pgbackrest_stanza: None,
         }
+    }
+
+    #[test]
+    fn pgbackrest_archives_and_restores() {
+        let plain = render(&settings().validate().unwrap(), HOST);
+        assert!(!plain.contains("pgbackrest"), "{plain}");
+        assert!(!plain.contains("peer"), "{plain}");
+        let mut s = settings();
+        s.pgbackrest_stanza = Some("chat".into());
+        let text = render(&s.validate().unwrap(), HOST);
+        let yaml: Yaml = serde_yaml_ng::from_str(&text).unwrap();
+        let pg = &yaml["postgresql"];
+        assert_eq!(pg["parameters"]["archive_mode"], "on");
+        assert_eq!(
+            pg["parameters"]["archive_command"],
+            "pgbackrest --stanza=chat archive-push %p"
+        );
+        assert_eq!(
+            pg["recovery_conf"]["restore_command"],
+            "pgbackrest --stanza=chat archive-get %f \"%p\""
+        );
+        assert_eq!(pg["create_replica_methods"][0], "pgbackrest");
+        assert_eq!(pg["create_replica_methods"][1], "basebackup");
+        assert_eq!(
+            pg["pgbackrest"]["command"],
+            "pgbackrest --stanza=chat --delta restore"
+        );
+        assert_eq!(pg["pgbackrest"]["keep_data"], true);
+        assert_eq!(pg["pgbackrest"]["no_params"], true);
+        assert_eq!(pg["pg_hba"][0], "local all postgres peer");
+        assert_eq!(yaml["bootstrap"]["pg_hba"][0], "local all postgres peer");
+        assert_eq!(pg["pg_hba"][1], "local all all scram-sha-256");
+    }
+
+    #[test]
+    fn pgbackrest_bad_input_names_the_option() {
+        let mut s = settings();
+        s.pgbackrest_stanza = Some("chat; rm -rf /".into());
+        s.superuser_username = "admin".into();
+        s.parameters
+            .insert("archive_command".into(), serde_json::json!("/bin/true"));
+        let m = messages(s);
+        assert!(
+            m.contains("option 'pgbackrest_stanza': value \"chat; rm -rf /\" must be"),
+            "{m}"
+        );
+        assert!(
+            m.contains("option 'superuser_username': value \"admin\""),
+            "{m}"
+        );
+        assert!(
+            m.contains("option 'parameters.archive_command': is set from pgbackrest_stanza"),
+            "{m}"
+        );
     }
 
     const HOST: Host = Host {

@@ -103,7 +103,8 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         "pg_hba: C(local all all), C(host all all) and C(host replication REPLICATION_USER) \
          from 127.0.0.1/32 and ::1/128 (Patroni and this module connect locally), then \
          C(host replication REPLICATION_USER NET) and C(host all all NET) for every network \
-         of O(pg_hba_networks); every line C(scram-sha-256); no trust, peer or md5.",
+         of O(pg_hba_networks); every line C(scram-sha-256), no trust or md5, and peer only \
+         for pgBackRest (O(pgbackrest_stanza)).",
         "When the file changes and Patroni is installed, the candidate is checked with \
          C(patroni --validate-config) (in a private temporary directory) before it replaces \
          the old one. Patroni's validator reports a listen port in use as an error; when the \
@@ -314,6 +315,20 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         OptionSpec::new("pgbouncer_auth_password", Kind::Str)
             .no_log()
             .doc(&["Its password. When unset, neither the role nor the function is created."]),
+        OptionSpec::new("pgbackrest_stanza", Kind::Str).doc(&[
+            "pgBackRest's stanza (the inventory's C(patroni_pgbackrest_stanza)). When set: \
+             C(archive_mode=on) and C(archive_command) pushing each WAL segment to the \
+             repository (pgBackRest's own configuration, written by the C(backup) role, names \
+             the repository host); C(recovery_conf.restore_command) fetching WAL from it; \
+             C(create_replica_methods) V(pgbackrest) then V(basebackup), so a new or wiped \
+             member restores the newest backup (C(--delta), keeping what is still right) \
+             before it streams from the leader; and the pg_hba line C(local all postgres peer) \
+             first, for pgBackRest, which runs as the operating-system user postgres, the \
+             owner of the data directory. Needs O(superuser_username=postgres); \
+             C(archive_mode) and C(archive_command) may then not be in O(parameters). \
+             C(archive_mode) needs a PostgreSQL restart on a running cluster \
+             (C(patronictl restart)).",
+        ]),
     ],
     required_if: &[],
     notes: &[
