@@ -125,6 +125,9 @@ pub const SYNAPSE_IMAGE: &str = "matrix-ha/synapse:v1.159.0";
 pub const VALKEY_IMAGE: &str = "matrix-ha/valkey:7.0";
 /// The region MinIO answers to unless configured otherwise.
 pub const MINIO_REGION: &str = "us-east-1";
+/// The age of the newest backup past which the backup role's health check fails the run:
+/// one daily backup missed, with two hours' slack for a long one.
+pub const BACKUP_MAX_AGE_HOURS: u32 = 26;
 
 /// One planned site.
 #[derive(Debug, Clone)]
@@ -296,9 +299,44 @@ impl PlannedSite {
         v
     }
 
+    /// The backup tier's variables (pgBackRest's stanza and hosts, what is pulled from the
+    /// Synapse host, the media bucket), for the groups the `backup` role runs on: the backup
+    /// host, the Patroni members and the Synapse host. None when the site has no backup host.
+    fn backup_vars<'a>(&'a self, v: &mut Vars<'a>) {
+        let Some(repo) = self.ip.hosts_of(Role::Backup).next() else {
+            return;
+        };
+        let t = &self.topology;
+        v.insert("backup_stanza", json!(t.name));
+        v.insert("backup_repo_host", json!(repo.address_text.clone()));
+        v.insert("backup_pg_hosts", self.peers(Role::Patroni));
+        v.insert(
+            "backup_synapse_host",
+            json!(self.synapse().map(|h| h.address_text.clone())),
+        );
+        v.insert("backup_max_age_hours", json!(BACKUP_MAX_AGE_HOURS));
+        v.insert("backup_media_bucket", json!(t.media_bucket));
+        v.insert(
+            "backup_media_endpoint_url",
+            json!(format!("http://{}:{MINIO_API_PORT}", self.ip.vip)),
+        );
+        v.insert("backup_media_region", json!(MINIO_REGION));
+        v.insert(
+            "backup_media_access_key",
+            vault("vault_minio_synapse_access_key"),
+        );
+        v.insert(
+            "backup_media_secret_key",
+            vault("vault_minio_synapse_secret_key"),
+        );
+    }
+
     /// Variables of our roles, set on the site's role groups (`<site>_<group>`).
     pub fn group_vars(&self, group: &str) -> Vars<'_> {
         let mut v = Vars::with_capacity(24);
+        if matches!(group, "backup" | "patroni" | "matrix_servers") {
+            self.backup_vars(&mut v);
+        }
         let p = &self.pools;
         let vip = self.ip.vip.to_string();
         match group {
@@ -325,6 +363,10 @@ impl PlannedSite {
                 clients.extend(self.addresses(Role::Monitoring));
                 clients.extend(self.addresses(Role::Backup));
                 v.insert("patroni_scope", json!(self.topology.name));
+                if self.ip.hosts_of(Role::Backup).next().is_some() {
+                    // WAL archiving and replicas from the backup host's repository.
+                    v.insert("patroni_pgbackrest_stanza", json!(self.topology.name));
+                }
                 v.insert("patroni_peers", self.peers(Role::Patroni));
                 v.insert("patroni_etcd_hosts", json!(etcd));
                 v.insert("patroni_postgres_port", json!(POSTGRES_PORT));
@@ -849,5 +891,33 @@ mod tests {
             p.group_vars("keepalived").to_json()["keepalived_virtual_router_id"],
             10
         );
+    }
+
+    #[test]
+    fn the_backup_tier_names_its_hosts_and_the_stanza_archiving_uses() {
+        let p = planned("scale: small\n");
+        for group in ["backup", "patroni", "matrix_servers"] {
+            let v = p.group_vars(group).to_json();
+            assert_eq!(v["backup_stanza"], "chat_z3r0d3v_com", "{group}");
+            assert_eq!(v["backup_repo_host"], "10.20.0.81", "{group}");
+            assert_eq!(v["backup_synapse_host"], "10.20.0.21", "{group}");
+            assert_eq!(v["backup_pg_hosts"][2]["address"], "10.20.0.33", "{group}");
+            assert_eq!(v["backup_media_endpoint_url"], "http://10.20.0.10:9000");
+            assert_eq!(
+                v["backup_media_secret_key"],
+                "{{ vault_minio_synapse_secret_key }}"
+            );
+            assert_eq!(v["backup_max_age_hours"], BACKUP_MAX_AGE_HOURS);
+        }
+        let patroni = p.group_vars("patroni").to_json();
+        assert_eq!(
+            patroni["patroni_pgbackrest_stanza"],
+            patroni["backup_stanza"]
+        );
+        assert!(p
+            .group_vars("haproxy")
+            .to_json()
+            .get("backup_stanza")
+            .is_none());
     }
 }
