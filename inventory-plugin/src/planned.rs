@@ -366,6 +366,11 @@ impl PlannedSite {
                 if self.ip.hosts_of(Role::Backup).next().is_some() {
                     // WAL archiving and replicas from the backup host's repository.
                     v.insert("patroni_pgbackrest_stanza", json!(self.topology.name));
+                    // pgBackRest logs in as postgres on the members (pg_hba is SCRAM only).
+                    v.insert(
+                        "backup_pg_password",
+                        vault("vault_patroni_superuser_password"),
+                    );
                 }
                 v.insert("patroni_peers", self.peers(Role::Patroni));
                 v.insert("patroni_etcd_hosts", json!(etcd));

@@ -318,7 +318,7 @@ fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
     let first = molecule.step("converge", "site", &[]);
     let first_s = started.elapsed().as_secs();
     let recap = recap_of(&first, "converge");
-    assert_eq!(recap.len(), 6, "{recap:?}");
+    assert_eq!(recap.len(), 7, "{recap:?}");
     assert!(recap.iter().all(|l| l.contains("failed=0")), "{recap:?}");
 
     // What the users see (verify.yml asserts it), then the figures.
@@ -335,7 +335,7 @@ fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
     let again = molecule.step("converge", "site", &ours);
     let again_s = started.elapsed().as_secs();
     let recap = recap_of(&again, "converge");
-    assert_eq!(recap.len(), 6, "{recap:?}");
+    assert_eq!(recap.len(), 7, "{recap:?}");
     assert!(
         recap.iter().all(|l| l.contains("changed=0")),
         "a second run of our plays: {recap:?}"
@@ -380,9 +380,19 @@ fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
         .unwrap_or_else(|| panic!("no drill figures:\n{drill}"))
         .trim_end_matches('"')
         .to_string();
+    // The restore drill that follows it in side_effect.yml (restore_drill.yml asserts it).
+    let restore = drill
+        .lines()
+        .find_map(|l| {
+            l.split_once("\"msg\": \"SITE RESTORE: ")
+                .map(|(_, rest)| rest)
+        })
+        .unwrap_or_else(|| panic!("no restore figures:\n{drill}"))
+        .trim_end_matches('"')
+        .to_string();
     eprintln!(
         "site scenario: first converge {first_s} s; our plays again {again_s} s (changed=0); \
-         {whole}\nusers: {users}\ndrill: {figures}"
+         {whole}\nusers: {users}\ndrill: {figures}\nrestore: {restore}"
     );
 }
 

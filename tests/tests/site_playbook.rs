@@ -74,6 +74,10 @@ const OUR_PLAYS: [&str; 10] = [
     "TURN for calls, coturn (Synapse gets these servers through MDAD's external-TURN variables)",
 ];
 
+/// site.yml's last play, after MDAD's.
+const BACKUP_PLAY: &str =
+    "Backups, pgBackRest's repository on the backup host, Synapse's files and media pulled there";
+
 #[test]
 fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
     assert!(
@@ -87,7 +91,8 @@ fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
         plays[10], "Matrix, by matrix-docker-ansible-deploy (not found)",
         "{listing}"
     );
-    assert_eq!(plays.len(), 11);
+    assert_eq!(plays[11], BACKUP_PLAY, "{listing}");
+    assert_eq!(plays.len(), 12);
     // Each play lists its role's tasks for the inventory's groups.
     for task in [
         "z3r0d3v.matrix_ha.etcd : Wait until this member is healthy",
@@ -96,6 +101,7 @@ fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
         "z3r0d3v.matrix_ha.haproxy : Write HAProxy's configuration (checked with haproxy -c first)",
         "z3r0d3v.matrix_ha.keepalived : Write keepalived's configuration",
         "Say how to add matrix-docker-ansible-deploy",
+        "z3r0d3v.matrix_ha.backup : Report the backups and check the newest is recent",
     ] {
         assert!(listing.contains(task), "{task}:\n{listing}");
     }
@@ -112,6 +118,12 @@ fn with_an_mdad_checkout_its_setup_follows_our_plays() {
         "{plays:?}"
     );
     assert!(listing.contains("play #11 (matrix_servers)"), "{listing}");
+    // The backup tier comes last: it pulls the files MDAD has written.
+    assert_eq!(
+        plays.last().map(String::as_str),
+        Some(BACKUP_PLAY),
+        "{plays:?}"
+    );
 }
 
 #[test]

@@ -262,8 +262,8 @@ fn check_pgbackrest(errors: &mut Vec<ConfigError>, s: &Settings, stanza: &str) {
             "superuser_username",
             format!(
                 "value \"{}\": with pgbackrest_stanza set, pgBackRest logs in over the local \
-                 socket as the operating-system user postgres (peer), so the superuser must be \
-                 postgres",
+                 socket as its default user, postgres (with the password the backup role puts \
+                 in postgres's ~/.pgpass), so the superuser must be postgres",
                 s.superuser_username
             ),
         );
@@ -813,10 +813,6 @@ struct Authentication {
 pub fn pg_hba(v: &Valid) -> Vec<String> {
     let repl = &v.s.replication_username;
     let mut lines = Vec::with_capacity(5 + 2 * v.networks.len());
-    if v.s.pgbackrest_stanza.is_some() {
-        // pgBackRest runs as the operating-system user postgres, which owns the data directory.
-        lines.push("local all postgres peer".to_string());
-    }
     lines.extend([
         "local all all scram-sha-256".to_string(),
         "host all all 127.0.0.1/32 scram-sha-256".to_string(),
@@ -1040,9 +1036,9 @@ mod tests {
         );
         assert_eq!(pg["pgbackrest"]["keep_data"], true);
         assert_eq!(pg["pgbackrest"]["no_params"], true);
-        assert_eq!(pg["pg_hba"][0], "local all postgres peer");
-        assert_eq!(yaml["bootstrap"]["pg_hba"][0], "local all postgres peer");
-        assert_eq!(pg["pg_hba"][1], "local all all scram-sha-256");
+        // pgBackRest logs in with a password like every other client: no peer line.
+        assert!(!text.contains("peer"), "{text}");
+        assert_eq!(pg["pg_hba"][0], "local all all scram-sha-256");
     }
 
     #[test]

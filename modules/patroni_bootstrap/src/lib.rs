@@ -103,8 +103,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         "pg_hba: C(local all all), C(host all all) and C(host replication REPLICATION_USER) \
          from 127.0.0.1/32 and ::1/128 (Patroni and this module connect locally), then \
          C(host replication REPLICATION_USER NET) and C(host all all NET) for every network \
-         of O(pg_hba_networks); every line C(scram-sha-256), no trust or md5, and peer only \
-         for pgBackRest (O(pgbackrest_stanza)).",
+         of O(pg_hba_networks); every line C(scram-sha-256); no trust, peer or md5.",
         "When the file changes and Patroni is installed, the candidate is checked with \
          C(patroni --validate-config) (in a private temporary directory) before it replaces \
          the old one. Patroni's validator reports a listen port in use as an error; when the \
@@ -322,9 +321,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
              the repository host); C(recovery_conf.restore_command) fetching WAL from it; \
              C(create_replica_methods) V(pgbackrest) then V(basebackup), so a new or wiped \
              member restores the newest backup (C(--delta), keeping what is still right) \
-             before it streams from the leader; and the pg_hba line C(local all postgres peer) \
-             first, for pgBackRest, which runs as the operating-system user postgres, the \
-             owner of the data directory. Needs O(superuser_username=postgres); \
+             before it streams from the leader. pgBackRest logs in over the local socket as \
+             postgres with the password the C(backup) role puts in postgres's C(~/.pgpass) \
+             (pg_hba stays SCRAM only), so this needs O(superuser_username=postgres); \
              C(archive_mode) and C(archive_command) may then not be in O(parameters). \
              C(archive_mode) needs a PostgreSQL restart on a running cluster \
              (C(patronictl restart)).",

@@ -5,6 +5,8 @@ JSON line with what it saw.
     MATRIX_HA_ALICE_PASSWORD=... MATRIX_HA_BOB_PASSWORD=... matrix_check.py DOMAIN CA_FILE MESSAGES
     MATRIX_HA_ALICE_PASSWORD=... matrix_check.py DOMAIN CA_FILE drill DIR SECONDS
     MATRIX_HA_PASSWORD=... matrix_check.py DOMAIN CA_FILE forged USER
+    MATRIX_HA_ALICE_PASSWORD=... matrix_check.py DOMAIN CA_FILE remember FILE MESSAGES
+    MATRIX_HA_ALICE_PASSWORD=... matrix_check.py DOMAIN CA_FILE recall FILE
 
 Both users log in on https://matrix.DOMAIN; alice makes a room and invites bob, bob joins; both
 send MESSAGES/2 messages at once (waiting out the server's 429s as clients do) while each user's
@@ -149,7 +151,69 @@ def drill(directory, seconds):
     write_json(os.path.join(directory, "result"), dict(figures, lost=lost))
 
 
+def remember(path, messages):
+    """The restore drill's before: alice sends MESSAGES messages into a new room and uploads a
+    file; FILE keeps the room, the event ids and the file's checksum."""
+    token = login("alice", os.environ["MATRIX_HA_ALICE_PASSWORD"])["access_token"]
+    room = api("POST", "/_matrix/client/v3/createRoom", token, {"preset": "private_chat"})["room_id"]
+    send = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/"
+    events = []
+    for i in range(messages):
+        for _attempt in range(30):
+            try:
+                events.append(api("PUT", send + f"restore-{time.time()}-{i}", token,
+                                  {"msgtype": "m.text", "body": f"before the backup {i}"})["event_id"])
+                break
+            except urllib.error.HTTPError as e:
+                if e.code != 429:
+                    raise
+                time.sleep(1)
+    blob = os.urandom(300_000)
+    _, _, up = call("POST", BASE + "/_matrix/media/v3/upload?filename=restore.bin", token,
+                    raw=blob, content_type="application/octet-stream")
+    record = {"room": room, "events": events, "mxc": json.loads(up)["content_uri"],
+              "sha256": hashlib.sha256(blob).hexdigest()}
+    write_json(path, record)
+    print(json.dumps({"events": len(events), "media_id": record["mxc"]}, sort_keys=True))
+
+
+def recall(path):
+    """The restore drill's after: alice logs in again, every remembered event is read back (lost:
+    the ones the server no longer has) and the file is downloaded and compared."""
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    token = None
+    for _attempt in range(60):
+        try:
+            token = login("alice", os.environ["MATRIX_HA_ALICE_PASSWORD"])["access_token"]
+            break
+        except (urllib.error.HTTPError, OSError):
+            time.sleep(2)
+    if token is None:
+        sys.exit("alice cannot log in after 60 tries")
+    room = urllib.parse.quote(record["room"])
+    lost = 0
+    for event_id in record["events"]:
+        try:
+            api("GET", f"/_matrix/client/v3/rooms/{room}/event/{urllib.parse.quote(event_id)}", token)
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                raise
+            lost += 1
+    server, media_id = record["mxc"][len("mxc://"):].split("/", 1)
+    _, _, down = call("GET", f"{BASE}/_matrix/client/v1/media/download/{server}/{media_id}", token)
+    print(json.dumps({"events": len(record["events"]), "lost": lost,
+                      "media_same": hashlib.sha256(down).hexdigest() == record["sha256"]},
+                     sort_keys=True))
+
+
 def main():
+    if sys.argv[3] == "remember":
+        remember(sys.argv[4], int(sys.argv[5]))
+        return
+    if sys.argv[3] == "recall":
+        recall(sys.argv[4])
+        return
     if sys.argv[3] == "forged":
         forged(sys.argv[4])
         return

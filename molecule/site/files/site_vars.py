@@ -43,7 +43,7 @@ def main():
                 merged.update(body["vars"])
         for name in groups:
             for prefix_group in ("etcd", "patroni", "haproxy", "keepalived", "synapse",
-                                 "matrix_servers", "pgbouncer", "minio"):
+                                 "matrix_servers", "pgbouncer", "minio", "backup"):
                 if name.endswith("_" + prefix_group):
                     roles.add(prefix_group)
         own = dict(hostvars[fqdn])
