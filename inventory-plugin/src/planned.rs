@@ -341,13 +341,7 @@ impl PlannedSite {
         let vip = self.ip.vip.to_string();
         match group {
             "etcd" => {
-                let initial: Vec<String> = self
-                    .hosts(Role::Patroni)
-                    .iter()
-                    .map(|h| format!("{}=http://{}:{ETCD_PEER_PORT}", h.name, h.address))
-                    .collect();
                 v.insert("etcd_cluster_token", json!(self.topology.name));
-                v.insert("etcd_initial_cluster", json!(initial.join(",")));
                 v.insert("etcd_peers", self.peers(Role::Patroni));
                 v.insert("etcd_client_port", json!(ETCD_CLIENT_PORT));
                 v.insert("etcd_peer_port", json!(ETCD_PEER_PORT));
@@ -417,14 +411,10 @@ impl PlannedSite {
                     "pgbouncer_reserved_connections",
                     json!(p.reserved_connections),
                 );
+                // The pools patroni_max_connections was sized for; the role hands them to
+                // pgbouncer_tune, which refuses them when they do not fit.
                 v.insert("pgbouncer_default_pool_size", json!(p.default_pool_size));
                 v.insert("pgbouncer_reserve_pool_size", json!(p.reserve_pool_size));
-                v.insert("pgbouncer_max_db_connections", json!(p.max_db_connections));
-                v.insert("pgbouncer_max_client_conn", json!(p.max_client_conn));
-                v.insert(
-                    "pgbouncer_pool_alert_percent",
-                    json!(crate::synapse::POOL_SHARE_PERCENT),
-                );
             }
             "haproxy" => {
                 let postgres = Val::Backends {
@@ -452,7 +442,6 @@ impl PlannedSite {
                     self.routing.backends.iter().map(|b| b.to_json()).collect();
                 let routes: Vec<Value> = self.routing.routes.iter().map(|r| r.to_json()).collect();
                 v.insert("haproxy_vip", json!(vip));
-                v.insert("haproxy_public_names", Val::Strings(self.vip_names.clone()));
                 v.insert("haproxy_public_ports", json!(ports));
                 v.insert("haproxy_synapse_address", json!(synapse));
                 v.insert("haproxy_synapse_web_port", json!(MAIN_CLIENT_PORT));
@@ -505,43 +494,15 @@ impl PlannedSite {
             }
             "minio" => {
                 let n = self.topology.role(Role::Minio).count;
-                let pattern = crate::topology::expand_pattern(
-                    &self.topology.name_pattern,
-                    "minio",
-                    &format!("{{1...{n}}}"),
-                );
-                let set = erasure_set_size(n);
-                let parity = default_parity(set);
-                let disk = self.topology.role(Role::Minio).size.disk_gb;
+                let parity = default_parity(erasure_set_size(n));
                 v.insert("minio_nodes", self.peers(Role::Minio));
-                v.insert(
-                    "minio_pool_url_pattern",
-                    json!(format!(
-                        "http://{pattern}.{}:{MINIO_API_PORT}",
-                        self.topology.domain
-                    )),
-                );
-                v.insert("minio_erasure_set_size", json!(set));
                 v.insert("minio_parity", json!(parity));
-                if let Some(disk) = disk {
-                    let usable =
-                        u64::from(disk) * u64::from(n) * u64::from(set - parity) / u64::from(set);
-                    v.insert("minio_usable_gb", json!(usable));
-                }
                 v.insert("minio_api_port", json!(MINIO_API_PORT));
                 v.insert("minio_console_port", json!(MINIO_CONSOLE_PORT));
                 v.insert("minio_region", json!(MINIO_REGION));
                 v.insert("minio_root_user", vault("vault_minio_root_user"));
                 v.insert("minio_root_password", vault("vault_minio_root_password"));
                 v.insert("minio_synapse_bucket", json!(self.topology.media_bucket));
-                v.insert(
-                    "minio_synapse_access_key",
-                    vault("vault_minio_synapse_access_key"),
-                );
-                v.insert(
-                    "minio_synapse_secret_key",
-                    vault("vault_minio_synapse_secret_key"),
-                );
             }
             _ => {}
         }
@@ -865,20 +826,14 @@ mod tests {
         let cp_max = v["matrix_synapse_database_cp_max"].as_u64().unwrap_or(0);
         let procs = pg["pgbouncer_synapse_processes"].as_u64().unwrap_or(0);
         assert!(pg["pgbouncer_default_pool_size"].as_u64().unwrap_or(0) >= procs * cp_max);
-        assert!(pg["pgbouncer_max_client_conn"].as_u64().unwrap_or(0) >= procs * cp_max);
     }
 
     #[test]
     fn minio_pool_layout() {
         let p = planned("scale: medium\n");
         let m = p.group_vars("minio").to_json();
-        assert_eq!(
-            m["minio_pool_url_pattern"],
-            "http://minio-{1...4}.chat.z3r0d3v.com:9000"
-        );
-        assert_eq!(m["minio_erasure_set_size"], 4);
+        assert_eq!(m["minio_nodes"].as_array().map(Vec::len), Some(4));
         assert_eq!(m["minio_parity"], 2);
-        assert_eq!(m["minio_usable_gb"], 8_000);
         assert_eq!(erasure_set_size(6), 6);
         assert_eq!(erasure_set_size(32), 16);
     }
