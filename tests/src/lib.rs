@@ -14,6 +14,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// The secrets an operator's vault gives the site (the inventory only refers to them as
+/// `{{ vault_... }}`; the inventory README's "Vault variables" names each).
+pub const VAULT_SECRETS: [&str; 12] = [
+    "vault_matrix_homeserver_generic_secret_key",
+    "vault_synapse_db_password",
+    "vault_patroni_superuser_password",
+    "vault_patroni_replication_password",
+    "vault_patroni_restapi_password",
+    "vault_turn_shared_secret",
+    "vault_minio_root_user",
+    "vault_minio_root_password",
+    "vault_minio_synapse_access_key",
+    "vault_minio_synapse_secret_key",
+    "vault_keepalived_auth_pass",
+    "vault_pgbouncer_admin_password",
+];
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,7 +6,7 @@
 //! - every option a role's `meta/argument_specs.yml` marks `required: true` is given to every host
 //!   of the groups `playbooks/site.yml` runs that role on, with the required keys of its list
 //!   elements; a value that is a `vault_*` reference counts as given when the vault variable is an
-//!   operator-provided one ([`OPERATOR_PROVIDED`]) named in the inventory README's vault section;
+//!   operator-provided one ([`VAULT_SECRETS`]) named in the inventory README's vault section;
 //! - every variable the inventory emits with one of our roles' prefixes is an option of some role
 //!   or is read somewhere in `roles/` or `playbooks/`;
 //! - no role option is both required and defaulted (`defaults/main.yml` or a `default:` in the
@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use matrix_ha_tests::{collection, root};
+use matrix_ha_tests::{collection, root, VAULT_SECRETS};
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
@@ -34,22 +34,6 @@ const PLAYS: [(&str, &str); 10] = [
     ("container_host", "matrix_servers"),
     ("turnserver", "coturn"),
     ("backup", "backup:patroni:matrix_servers"),
-];
-
-/// Secrets the operator's vault gives; the inventory only refers to them (`{{ vault_... }}`).
-const OPERATOR_PROVIDED: [&str; 12] = [
-    "vault_matrix_homeserver_generic_secret_key",
-    "vault_synapse_db_password",
-    "vault_patroni_superuser_password",
-    "vault_patroni_replication_password",
-    "vault_patroni_restapi_password",
-    "vault_turn_shared_secret",
-    "vault_minio_root_user",
-    "vault_minio_root_password",
-    "vault_minio_synapse_access_key",
-    "vault_minio_synapse_secret_key",
-    "vault_keepalived_auth_pass",
-    "vault_pgbouncer_admin_password",
 ];
 
 /// Prefixes of our roles' variables besides `<role>_`.
@@ -387,7 +371,7 @@ fn no_option_is_both_required_and_defaulted() {
 #[test]
 fn operator_provided_secrets_are_documented() {
     let section = vault_section();
-    let missing: Vec<&str> = OPERATOR_PROVIDED
+    let missing: Vec<&str> = VAULT_SECRETS
         .iter()
         .copied()
         .filter(|v| !section.contains(&format!("`{v}`")))
@@ -402,7 +386,7 @@ fn operator_provided_secrets_are_documented() {
 #[test]
 fn the_inventory_gives_every_required_option_of_every_role_at_every_scale() {
     let roles = roles();
-    let operator: BTreeSet<&str> = OPERATOR_PROVIDED.into_iter().collect();
+    let operator: BTreeSet<&str> = VAULT_SECRETS.into_iter().collect();
     let mut failures = Vec::new();
     for scale in SCALES {
         let inv = Inventory::new(inventory(scale));
@@ -414,7 +398,7 @@ fn the_inventory_gives_every_required_option_of_every_role_at_every_scale() {
             if !operator.contains(name.as_str()) {
                 failures.push(format!(
                     "scale {scale}: the inventory refers to {name}, which is not an \
-                     operator-provided vault variable (OPERATOR_PROVIDED)"
+                     operator-provided vault variable (VAULT_SECRETS)"
                 ));
             }
         }

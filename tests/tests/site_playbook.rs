@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use matrix_ha_tests::{mdad_dir, root, site_certificate, Ansible};
+use matrix_ha_tests::{mdad_dir, root, site_certificate, Ansible, VAULT_SECRETS};
 
 /// The plays of site.yml, in order, from `--list-tasks`.
 fn plays(listing: &str) -> Vec<String> {
@@ -170,19 +170,7 @@ fn preflight(vault: &Path, extra: &[String]) -> (bool, String) {
 fn vault_file(dir: &Path, without: &[&str]) -> std::path::PathBuf {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let names = [
-        "vault_matrix_homeserver_generic_secret_key",
-        "vault_synapse_db_password",
-        "vault_patroni_superuser_password",
-        "vault_patroni_replication_password",
-        "vault_patroni_restapi_password",
-        "vault_turn_shared_secret",
-        "vault_minio_root_user",
-        "vault_minio_root_password",
-        "vault_minio_synapse_access_key",
-        "vault_minio_synapse_secret_key",
-        "vault_keepalived_auth_pass",
-    ];
+    let names = VAULT_SECRETS;
     let path = dir.join("vault.json");
     let mut random = [0u8; 16];
     let mut body = serde_json::Map::new();
