@@ -17,6 +17,12 @@ pub struct Member {
     pub timeline: Option<u64>,
     /// Replay lag in bytes; `None` for the leader or when Patroni says `unknown`.
     pub lag: Option<u64>,
+    /// Patroni's `pending_restart`: a parameter changed that only a restart applies.
+    #[serde(skip)]
+    pub pending_restart: bool,
+    /// The member's REST API (`api_url` without its path), where it is restarted.
+    #[serde(skip)]
+    pub api: String,
 }
 
 /// Reads the `members` of a `/cluster` answer.
@@ -35,9 +41,18 @@ pub fn members(body: &Value) -> Vec<Member> {
                 port: m.get("port").and_then(Value::as_u64).unwrap_or(0),
                 timeline: m.get("timeline").and_then(Value::as_u64),
                 lag: m.get("lag").and_then(Value::as_u64),
+                pending_restart: m.get("pending_restart").and_then(Value::as_bool) == Some(true),
+                api: api_of(&text("api_url")),
             }
         })
         .collect()
+}
+
+/// `http://HOST:PORT/patroni` → `HOST:PORT` (Patroni's `api_url`); empty when not plain HTTP.
+pub fn api_of(url: &str) -> String {
+    url.strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or("").to_string())
+        .unwrap_or_default()
 }
 
 /// The leader, when exactly one member leads and runs.

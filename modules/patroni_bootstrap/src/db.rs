@@ -440,6 +440,35 @@ async fn ensure_async(t: &Target, d: &Desired, check: bool) -> Result<Report, St
     Ok(report)
 }
 
+/// `SHOW max_connections` on the server at `target` (any member: a replica answers too).
+pub fn max_connections(target: &Target) -> Result<u64, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("cannot start the PostgreSQL client: {e}"))?;
+    runtime.block_on(async {
+        let work = async {
+            let client = connect(target, "postgres").await?;
+            let row = client
+                .query_one("SELECT current_setting('max_connections')", &[])
+                .await
+                .map_err(|e| pg_text(&e))?;
+            let text: String = row.get(0);
+            text.parse::<u64>()
+                .map_err(|e| format!("max_connections is '{text}': {e}"))
+        };
+        tokio::time::timeout(Duration::from_secs(20), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "SHOW max_connections on {}:{} did not answer within 20 s",
+                    target.host, target.port
+                ))
+            })
+    })
+}
+
 /// Brings the leader to `desired` (in check mode: only reports what it would do).
 pub fn ensure(target: &Target, desired: &Desired, check: bool) -> Result<Report, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()

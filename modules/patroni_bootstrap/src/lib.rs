@@ -3,11 +3,13 @@
 //! auth lookup function.
 //!
 //! [`config`] and [`sizing`] are pure (settings in, YAML out); [`cluster`] reads Patroni's
-//! REST API; [`db`] talks to the leader; [`run`] ties them together.
+//! REST API; [`db`] talks to the leader; [`maxconn`] raises a running cluster's
+//! max_connections; [`run`] ties them together.
 
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod maxconn;
 pub mod sizing;
 
 use std::path::{Path, PathBuf};
@@ -99,7 +101,25 @@ pub static SPEC: ModuleSpec = ModuleSpec {
          max_prepared_transactions, wal_level, wal_log_hints, track_commit_timestamp) go to \
          C(bootstrap.dcs.postgresql.parameters), the others to the member's \
          C(postgresql.parameters). C(bootstrap.dcs) only counts when the cluster is first \
-         bootstrapped: change a running cluster's DCS settings with C(patronictl edit-config).",
+         bootstrapped: change a running cluster's DCS settings with C(patronictl edit-config) \
+         (O(max_connections) excepted, see below).",
+        "On a running cluster, the leader's run compares O(max_connections) with \
+         C(postgresql.parameters.max_connections) of Patroni's dynamic configuration \
+         (C(GET /config) on this member; a failed request fails the task, naming the URL). \
+         Equal: nothing is written (members that still wait for a restart from an earlier, \
+         interrupted raise are restarted, after checking their C(SHOW max_connections)). Higher \
+         (or unset): C(PATCH /config) with the new value (basic authentication with \
+         O(restapi_username)/O(restapi_password)), then a rolling restart of every member \
+         still running a lower value, replicas first (a hot standby refuses a lower \
+         max_connections than its primary), the leader last: for each, a bounded wait \
+         (O(wait_timeout)) until its Patroni reports C(pending_restart), C(POST /restart) on \
+         its REST API, a bounded wait until the cluster is ready again, and C(SHOW \
+         max_connections) on it. The leader is restarted in place (no switchover): writes stop \
+         for its PostgreSQL restart, usually a few seconds (a shutdown checkpoint, then \
+         crash-free start); Patroni keeps its leader key, so no failover happens. Lower: \
+         nothing is applied (PgBouncer's pools must shrink first); a warning names both \
+         values and RV(max_connections_pending) is true. Only the leader's run does this; the \
+         other members' runs do not look. Check mode reports what would be done.",
         "pg_hba: C(local all all), C(host all all) and C(host replication REPLICATION_USER) \
          from 127.0.0.1/32 and ::1/128 (Patroni and this module connect locally), then \
          C(host replication REPLICATION_USER NET) and C(host all all NET) for every network \
@@ -244,7 +264,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             .doc(&[
                 "PostgreSQL's max_connections, cluster-wide. Give the inventory's \
                     C(patroni_max_connections): pgbouncer_tune sizes its pools so that they \
-                    and the reserved connections fit in this figure.",
+                    and the reserved connections fit in this figure. Raising it on a \
+                    running cluster is applied with a rolling restart (see above); lowering \
+                    it is only reported.",
             ]),
         OptionSpec::new("superuser_reserved_connections", Kind::Int)
             .default(DefaultValue::Int(3))
@@ -425,6 +447,24 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             returned: "on the leader",
             kind: "list",
             sample: Some("[\"create role synapse\"]"),
+        },
+        ReturnSpec {
+            name: "max_connections",
+            description: "max_connections on a running cluster: C(running) (the dynamic \
+                          configuration's value before the run, null when unset), C(wanted) \
+                          (O(max_connections)), C(raised) (written to the DCS), C(restarted) \
+                          (members restarted, in order), C(pending) (a lower value not \
+                          applied). In check mode: what would be done.",
+            returned: "on the leader",
+            kind: "dict",
+            sample: Some("{\"running\": 100, \"wanted\": 200, \"raised\": true, \"restarted\": [\"patroni-2\", \"patroni-3\", \"patroni-1\"], \"pending\": false}"),
+        },
+        ReturnSpec {
+            name: "max_connections_pending",
+            description: "Whether O(max_connections) is lower than the cluster's and was not applied.",
+            returned: "on the leader",
+            kind: "bool",
+            sample: Some("false"),
         },
         ReturnSpec {
             name: "replication",
@@ -704,6 +744,57 @@ pub fn run(args: Args, ctx: &mut Context) -> Result<Outcome, Failure> {
             outcome = outcome
                 .with("actions", report.actions)
                 .with("replication", report.replication);
+
+            let access = maxconn::Access {
+                api: api.clone(),
+                username: &args.settings.restapi_username,
+                password: &args.settings.restapi_password,
+                superuser: &args.settings.superuser_username,
+                superuser_password: &args.settings.superuser_password,
+                cluster_size: size,
+                sync,
+                timeout: Duration::from_secs(args.wait_timeout as u64),
+            };
+            let mut warnings = Vec::new();
+            let wanted = args.settings.max_connections as u64;
+            let mc = maxconn::ensure(
+                &access,
+                &members,
+                &args.settings.name,
+                wanted,
+                ctx.check_mode,
+                &mut |w| warnings.push(w),
+            )
+            .map_err(|e| {
+                Failure::new(format!(
+                    "raising max_connections to {wanted} through Patroni's dynamic \
+                     configuration: {e}{}",
+                    if messages.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (already done: {})", messages.join("; "))
+                    }
+                ))
+            })?;
+            for w in warnings {
+                ctx.warn(w);
+            }
+            if mc.raised {
+                changed = true;
+                messages.push(format!(
+                    "max_connections raised from {} to {wanted} in the DCS",
+                    mc.running
+                        .map_or_else(|| "unset".to_string(), |r| r.to_string())
+                ));
+            }
+            if !mc.restarted.is_empty() {
+                changed = true;
+                messages.push(format!("restarted {}", mc.restarted.join(", ")));
+            }
+            outcome = outcome.with("max_connections_pending", mc.pending).with(
+                "max_connections",
+                serde_json::to_value(&mc).unwrap_or_default(),
+            );
         }
     }
 
