@@ -383,6 +383,16 @@ impl Cluster {
         None
     }
 
+    /// Fails the test with the module's result and the logs' tails unless `result` succeeded.
+    pub fn assert_ok(&self, result: &Value, what: &str) {
+        assert_eq!(
+            result["failed"],
+            json!(false),
+            "{what}: {result}\n{}",
+            self.logs()
+        );
+    }
+
     /// The last lines of every log, for a failing test's message.
     pub fn logs(&self) -> String {
         let mut out = String::new();

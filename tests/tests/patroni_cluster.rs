@@ -4,16 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use matrix_ha_tests::patroni::Cluster;
-use serde_json::{json, Value};
-
-fn ok(result: &Value, what: &str, cluster: &Cluster) {
-    assert_eq!(
-        result["failed"],
-        json!(false),
-        "{what}: {result}\n{}",
-        cluster.logs()
-    );
-}
+use serde_json::json;
 
 #[test]
 fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
@@ -23,7 +14,7 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
     // 1. Render every member's file (validated by patroni --validate-config), then start them.
     for i in 0..n {
         let r = c.module(&c.args(i, &json!({"wait_for_cluster": false})));
-        ok(&r, "render", &c);
+        c.assert_ok(&r, "render");
         assert_eq!(r["changed"], json!(true));
         let meta = std::fs::metadata(c.members[i].config()).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o600);
@@ -41,7 +32,7 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
     let mut results = Vec::new();
     for i in 0..n {
         let r = c.module(&c.args(i, &json!({})));
-        ok(&r, "wait and ensure", &c);
+        c.assert_ok(&r, "wait and ensure");
         results.push(r);
     }
     let leaders: Vec<usize> = (0..n)
@@ -175,10 +166,10 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
     // check mode.
     for i in 0..n {
         let r = c.module(&c.args(i, &json!({})));
-        ok(&r, "second run", &c);
+        c.assert_ok(&r, "second run");
         assert_eq!(r["changed"], json!(false), "second run on member {i}: {r}");
         let r = c.module(&c.args(i, &json!({"_ansible_check_mode": true})));
-        ok(&r, "check mode", &c);
+        c.assert_ok(&r, "check mode");
         assert_eq!(r["changed"], json!(false), "check mode on member {i}: {r}");
     }
 
@@ -187,7 +178,7 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
     args["users"][0]["password"] = json!(format!("{}-new", c.synapse_password));
     args["_ansible_check_mode"] = json!(true);
     let r = c.module(&args);
-    ok(&r, "check mode with a new password", &c);
+    c.assert_ok(&r, "check mode with a new password");
     assert_eq!(r["changed"], json!(true));
     assert_eq!(r["actions"], json!(["set the password of role synapse"]));
     assert!(c
@@ -195,7 +186,7 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
         .is_ok());
     args["_ansible_check_mode"] = json!(false);
     let r = c.module(&args);
-    ok(&r, "new password", &c);
+    c.assert_ok(&r, "new password");
     assert_eq!(r["actions"], json!(["set the password of role synapse"]));
     let new = format!("{}-new", c.synapse_password);
     assert!(c.query(l, "synapse", &new, "synapse", "SELECT 1").is_ok());
@@ -222,7 +213,7 @@ fn three_members_leader_replicas_synapse_database_and_a_quiet_second_run() {
                                       "huge_pages": "off", "wal_keep_size": "64MB",
                                       "work_mem": "8MB"}});
     let r = c.module(&c.args(replica, &tuned));
-    ok(&r, "changed parameter", &c);
+    c.assert_ok(&r, "changed parameter");
     assert_eq!(r["changed"], json!(true), "{r}");
     let text = std::fs::read_to_string(c.members[replica].config()).unwrap();
     assert!(text.contains("\"work_mem\": \"8MB\""));

@@ -5,16 +5,7 @@
 use std::time::{Duration, Instant};
 
 use matrix_ha_tests::patroni::Cluster;
-use serde_json::{json, Value};
-
-fn ok(result: &Value, what: &str, cluster: &Cluster) {
-    assert_eq!(
-        result["failed"],
-        json!(false),
-        "{what}: {result}\n{}",
-        cluster.logs()
-    );
-}
+use serde_json::json;
 
 fn show(c: &Cluster, i: usize) -> String {
     c.query(
@@ -34,10 +25,9 @@ fn a_higher_max_connections_reaches_every_member_and_a_lower_one_is_only_reporte
     let mut c = Cluster::new(3);
     let n = c.members.len();
     for i in 0..n {
-        ok(
+        c.assert_ok(
             &c.module(&c.args(i, &json!({"wait_for_cluster": false}))),
             "render",
-            &c,
         );
     }
     for i in 0..n {
@@ -46,7 +36,7 @@ fn a_higher_max_connections_reaches_every_member_and_a_lower_one_is_only_reporte
     let mut leader = None;
     for i in 0..n {
         let r = c.module(&c.args(i, &json!({})));
-        ok(&r, "bootstrap", &c);
+        c.assert_ok(&r, "bootstrap");
         if r["is_leader"] == json!(true) {
             assert_eq!(
                 r["max_connections"],
@@ -71,7 +61,7 @@ fn a_higher_max_connections_reaches_every_member_and_a_lower_one_is_only_reporte
         l,
         &json!({"max_connections": 80, "_ansible_check_mode": true}),
     ));
-    ok(&r, "check mode raise", &c);
+    c.assert_ok(&r, "check mode raise");
     assert_eq!(r["changed"], json!(true), "{r}");
     assert_eq!(r["max_connections"]["raised"], json!(true), "{r}");
     let planned = r["max_connections"]["restarted"]
@@ -87,7 +77,7 @@ fn a_higher_max_connections_reaches_every_member_and_a_lower_one_is_only_reporte
     // Raise: every member runs the new value, the leader restarted last.
     let raise = Instant::now();
     let r = c.module(&c.args(l, &json!({"max_connections": 80})));
-    ok(&r, "raise", &c);
+    c.assert_ok(&r, "raise");
     eprintln!("raised with a rolling restart in {:?}", raise.elapsed());
     assert_eq!(r["changed"], json!(true), "{r}");
     let mc = &r["max_connections"];
@@ -129,7 +119,7 @@ fn a_higher_max_connections_reaches_every_member_and_a_lower_one_is_only_reporte
 
     // The same value again: nothing written, nothing restarted.
     let r = c.module(&c.args(l, &json!({"max_connections": 80})));
-    ok(&r, "same value", &c);
+    c.assert_ok(&r, "same value");
     assert_eq!(r["changed"], json!(false), "{r}");
     assert_eq!(
         r["max_connections"],
@@ -140,7 +130,7 @@ fn a_higher_max_connections_reaches_every_member_and_a_lower_one_is_only_reporte
 
     // Lower: reported with both numbers, not applied, not failed.
     let r = c.module(&c.args(l, &json!({"max_connections": 60})));
-    ok(&r, "lower value", &c);
+    c.assert_ok(&r, "lower value");
     assert_eq!(
         r["changed"],
         json!(true),

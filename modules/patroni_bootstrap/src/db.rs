@@ -440,13 +440,18 @@ async fn ensure_async(t: &Target, d: &Desired, check: bool) -> Result<Report, St
     Ok(report)
 }
 
-/// `SHOW max_connections` on the server at `target` (any member: a replica answers too).
-pub fn max_connections(target: &Target) -> Result<u64, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// The single-threaded runtime the PostgreSQL client runs on.
+fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
-        .map_err(|e| format!("cannot start the PostgreSQL client: {e}"))?;
+        .map_err(|e| format!("cannot start the PostgreSQL client: {e}"))
+}
+
+/// `SHOW max_connections` on the server at `target` (any member: a replica answers too).
+pub fn max_connections(target: &Target) -> Result<u64, String> {
+    let runtime = client_runtime()?;
     runtime.block_on(async {
         let work = async {
             let client = connect(target, "postgres").await?;
@@ -471,11 +476,7 @@ pub fn max_connections(target: &Target) -> Result<u64, String> {
 
 /// Brings the leader to `desired` (in check mode: only reports what it would do).
 pub fn ensure(target: &Target, desired: &Desired, check: bool) -> Result<Report, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| format!("cannot start the PostgreSQL client: {e}"))?;
+    let runtime = client_runtime()?;
     runtime.block_on(async {
         tokio::time::timeout(
             Duration::from_secs(120),
