@@ -39,6 +39,26 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The collection's inventory binary on a site file, with `args` (`--list`, `--host H`, ...),
+/// its output as JSON; the run fails the test with the binary's message. `MATRIX_HA_SITE` is
+/// left out, so only `site` counts.
+pub fn matrix_inventory(site: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(collection().join("bin/matrix_inventory"))
+        .env_remove("MATRIX_HA_SITE")
+        .arg("--site")
+        .arg(site)
+        .args(args)
+        .output()
+        .expect("the inventory runs");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        site.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the inventory prints JSON")
+}
+
 /// Builds the collection (once per test process) and returns the repository root.
 pub fn collection() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();

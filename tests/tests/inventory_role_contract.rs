@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use matrix_ha_tests::{collection, root, VAULT_SECRETS};
+use matrix_ha_tests::{matrix_inventory, root, VAULT_SECRETS};
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
@@ -153,19 +153,7 @@ fn inventory(scale: &str) -> Value {
         .join("examples/sites")
         .join(scale)
         .join("chat.z3r0d3v.com.matrix_ha.yml");
-    let out = std::process::Command::new(collection().join("bin/matrix_inventory"))
-        .env_remove("MATRIX_HA_SITE")
-        .arg("--site")
-        .arg(&site)
-        .arg("--list")
-        .output()
-        .expect("the inventory runs");
-    assert!(
-        out.status.success(),
-        "{scale}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    matrix_inventory(&site, &["--list"])
 }
 
 /// An inventory's groups, hosts and the variables each host ends up with.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use matrix_ha_tests::{mdad_dir, pg, root, Ansible};
+use matrix_ha_tests::{matrix_inventory, mdad_dir, pg, root, Ansible};
 use serde_json::{json, Value};
 
 fn site(scale: &str) -> PathBuf {
@@ -23,21 +23,6 @@ fn site(scale: &str) -> PathBuf {
         .map(|e| e.expect("entry").path())
         .find(|p| p.extension().is_some_and(|x| x == "yml"))
         .unwrap_or_else(|| panic!("no site file in {}", dir.display()))
-}
-
-fn inventory(site: &Path, args: &[&str]) -> Value {
-    let out = std::process::Command::new(root().join("bin/matrix_inventory"))
-        .arg("--site")
-        .arg(site)
-        .args(args)
-        .output()
-        .expect("the inventory runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 /// Every `vault_*` name the inventory refers to.
@@ -85,7 +70,7 @@ struct Effective {
 fn run(scale: &str, extra: &[&str]) -> Result<Effective, String> {
     let mdad = mdad_dir();
     let site = site(scale);
-    let list = inventory(&site, &["--list"]);
+    let list = matrix_inventory(&site, &["--list"]);
     let ansible = Ansible::new();
     let inv = ansible.path("inventory");
     std::fs::create_dir_all(inv.join("group_vars")).unwrap();
