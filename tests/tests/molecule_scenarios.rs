@@ -8,8 +8,20 @@ use std::sync::Mutex;
 
 use matrix_ha_tests::{collection, mdad_dir, root, venv_tool};
 
-/// One scenario at a time: together they would share two cores with three PostgreSQL servers.
-static ONE_SCENARIO: Mutex<()> = Mutex::new(());
+/// One scenario with a PostgreSQL cluster at a time (site, database): two would share two cores
+/// with six PostgreSQL servers. The small scenarios (hosts, minio, calls) run one at a time beside
+/// it: they finish while the site converges, which is mostly waiting on its containers.
+static CLUSTER_SCENARIO: Mutex<()> = Mutex::new(());
+static SMALL_SCENARIO: Mutex<()> = Mutex::new(());
+
+/// The lock `scenario` runs under.
+fn scenario_lock(scenario: &str) -> std::sync::MutexGuard<'static, ()> {
+    let lock = match scenario {
+        "site" | "database" => &CLUSTER_SCENARIO,
+        _ => &SMALL_SCENARIO,
+    };
+    lock.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Runs `molecule test -s SCENARIO` and returns its output (colour off). Passwords the scenario
 /// generates go to a directory of this run (MATRIX_HA_TEST_SECRETS), removed afterwards.
@@ -19,7 +31,7 @@ fn molecule_test(scenario: &str) -> String {
 
 /// [`molecule_test`] with more environment variables for the scenario.
 fn molecule_test_with(scenario: &str, env: &[(&str, String)]) -> String {
-    let _one = ONE_SCENARIO.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = scenario_lock(scenario);
     let molecule = Molecule::new(env);
     let (ok, text) = molecule.run(&["test", "-s", scenario], &[]);
     assert!(ok, "molecule test -s {scenario} failed:\n{text}");
@@ -98,7 +110,12 @@ impl Molecule {
     /// Runs `molecule STEP -s SCENARIO`, failing the test with its output when it fails.
     fn step(&self, step: &str, scenario: &str, extra: &[(&str, &str)]) -> String {
         let (ok, text) = self.run(&[step, "-s", scenario], extra);
-        assert!(ok, "molecule {step} -s {scenario} failed:\n{text}");
+        assert!(
+            ok,
+            "molecule {step} -s {scenario} failed:\n{}\n---- what failed ----\n{}",
+            without_retries(&text),
+            what_failed(&text)
+        );
         text
     }
 }
@@ -112,6 +129,61 @@ impl Drop for Destroy<'_> {
         if !ok {
             eprintln!("molecule destroy -s {} failed:\n{text}", self.1);
         }
+    }
+}
+
+/// `text` with each run of Ansible's "FAILED - RETRYING" lines of one task folded into its first
+/// line and a count, so that a long wait does not push the failure out of a truncated log.
+fn without_retries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut folded = 0usize;
+    for line in text.lines() {
+        if line.starts_with("FAILED - RETRYING") {
+            if folded == 0 {
+                out.push_str(line);
+                out.push('\n');
+            }
+            folded += 1;
+            continue;
+        }
+        if folded > 1 {
+            out.push_str(&format!("(retried {folded} times in all)\n"));
+        }
+        folded = 0;
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Each failed Ansible task of `text`: its TASK line and the lines of its failure, so that the
+/// end of a failed step's message names what failed.
+fn what_failed(text: &str) -> String {
+    let mut out = String::new();
+    let mut task = "";
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.starts_with("TASK [") {
+            task = line;
+        } else if line.starts_with("fatal:") || line.starts_with("failed:") {
+            out.push_str(task);
+            out.push('\n');
+            out.push_str(line);
+            out.push('\n');
+            // A failure's message may run over several lines until the next blank line.
+            while let Some(next) = lines.next_if(|l| !l.trim().is_empty()) {
+                out.push_str(next);
+                out.push('\n');
+            }
+        } else if line.starts_with("ERROR") || line.starts_with("CRITICAL") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        "(no failed task in the output)".to_string()
+    } else {
+        out
     }
 }
 
@@ -299,7 +371,7 @@ fn mdad_images(dir: &std::path::Path) -> (String, String, String) {
 
 #[test]
 fn site_scenario_runs_our_plays_and_mdad_and_users_chat_through_the_vip() {
-    let _one = ONE_SCENARIO.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = scenario_lock("site");
     let mdad = mdad_dir();
     let dir = tempfile::tempdir().unwrap();
     let (archive, synapse, valkey) = mdad_images(dir.path());
@@ -412,5 +484,19 @@ fn calls_scenario_relays_with_secret_derived_credentials_only_to_allowed_peers()
     assert!(
         output.contains("Relay to the allowed peer through each node, over UDP and over TLS"),
         "the relay checks ran"
+    );
+}
+
+#[test]
+fn a_failed_steps_message_ends_with_the_failed_task_and_folds_retries() {
+    let log = "TASK [Wait]\nFAILED - RETRYING: a (3 retries left).\nFAILED - RETRYING: a (2 retries left).\n\
+               FAILED - RETRYING: a (1 retries left).\nfatal: [h]: FAILED! => {\"msg\": \"x\"}\n  more\n\n\
+               PLAY RECAP\nERROR    Ansible return code was 2\n";
+    let folded = without_retries(log);
+    assert_eq!(folded.matches("FAILED - RETRYING").count(), 1, "{folded}");
+    assert!(folded.contains("(retried 3 times in all)"), "{folded}");
+    assert_eq!(
+        what_failed(log),
+        "TASK [Wait]\nfatal: [h]: FAILED! => {\"msg\": \"x\"}\n  more\nERROR    Ansible return code was 2\n"
     );
 }

@@ -30,6 +30,7 @@ at the end each acknowledged event is read back and DIR/result holds the figures
 of acknowledged events the server no longer has.
 """
 import hashlib
+import http.client
 import json
 import os
 import ssl
@@ -102,7 +103,7 @@ def drill(directory, seconds):
     room = api("POST", "/_matrix/client/v3/createRoom", token, {"preset": "private_chat"})["room_id"]
     send = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/"
     figures = {"acknowledged": 0, "failed": 0, "server_errors": 0, "rate_limited": 0,
-               "longest_stall_s": 0.0}
+               "longest_stall_s": 0.0, "errors": {}}
     acked = []
     started = time.time()
     last_ok = started
@@ -110,7 +111,7 @@ def drill(directory, seconds):
     while time.time() < started + seconds and not os.path.exists(os.path.join(directory, "stop")):
         txn = f"drill-{started}-{i}"
         try:
-            ev = api("PUT", send + txn, token, {"msgtype": "m.text", "body": f"drill {i}"})
+            event_id = api("PUT", send + txn, token, {"msgtype": "m.text", "body": f"drill {i}"})["event_id"]
         except urllib.error.HTTPError as e:
             if e.code == 429:
                 figures["rate_limited"] += 1
@@ -118,16 +119,25 @@ def drill(directory, seconds):
                 continue
             figures["failed"] += 1
             figures["server_errors"] += e.code >= 500
+            figures["last_error"] = f"HTTP {e.code}"
+            figures["errors"][str(e.code)] = figures["errors"].get(str(e.code), 0) + 1
+            write_json(os.path.join(directory, "status"), dict(figures, last_ok=last_ok))
             time.sleep(0.2)
             continue
-        except OSError:
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+            # A connection cut mid-answer (IncompleteRead), a timeout, an answer that is not
+            # the event: counted and retried, never the end of the writer.
             figures["failed"] += 1
+            figures["last_error"] = f"{type(e).__name__}: {e}"[:200]
+            kind = type(getattr(e, "reason", None) or e).__name__
+            figures["errors"][kind] = figures["errors"].get(kind, 0) + 1
+            write_json(os.path.join(directory, "status"), dict(figures, last_ok=last_ok))
             time.sleep(0.2)
             continue
         now = time.time()
         figures["longest_stall_s"] = round(max(figures["longest_stall_s"], now - last_ok), 2)
         last_ok = now
-        acked.append(ev["event_id"])
+        acked.append(event_id)
         figures["acknowledged"] = len(acked)
         i += 1
         write_json(os.path.join(directory, "status"), dict(figures, last_ok=last_ok))
@@ -144,7 +154,7 @@ def drill(directory, seconds):
                     lost += 1
                     break
                 time.sleep(1)
-            except OSError:
+            except (OSError, http.client.HTTPException, ValueError):
                 time.sleep(1)
         else:
             lost += 1
