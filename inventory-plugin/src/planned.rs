@@ -19,7 +19,7 @@ pub const MDAD_VALIDATED_VERSION: &str = "v2026.05.18.0";
 
 /// Every vault variable the inventory refers to. The inventory never holds a secret: it emits
 /// `"{{ vault_… }}"` references that the operator's Ansible Vault file resolves.
-pub const VAULT_VARIABLES: [(&str, &str); 11] = [
+pub const VAULT_VARIABLES: [(&str, &str); 14] = [
     (
         "vault_matrix_homeserver_generic_secret_key",
         "MDAD's generic secret (matrix_homeserver_generic_secret_key)",
@@ -57,6 +57,18 @@ pub const VAULT_VARIABLES: [(&str, &str); 11] = [
     (
         "vault_keepalived_auth_pass",
         "VRRP password, at most 8 characters (keepalived truncates longer ones)",
+    ),
+    (
+        "vault_livekit_api_key",
+        "API key of the LiveKit nodes, shared with MDAD's LiveKit JWT service",
+    ),
+    (
+        "vault_livekit_api_secret",
+        "its secret, 32 characters or more (LiveKit refuses shorter ones)",
+    ),
+    (
+        "vault_livekit_redis_password",
+        "password of the Redis the LiveKit nodes mesh through, 16 characters or more",
     ),
 ];
 
@@ -123,6 +135,18 @@ pub const SYNAPSE_METRICS_PORT: u16 = 9100;
 pub const SYNAPSE_IMAGE: &str = "matrix-ha/synapse:v1.159.0";
 /// The Valkey-compatible image (Debian's redis-server) MDAD's valkey role runs.
 pub const VALKEY_IMAGE: &str = "matrix-ha/valkey:7.0";
+/// LiveKit's ports (the port sheet's): HTTP API and WebSocket, ICE over TCP, the one muxed
+/// ICE UDP port, its embedded TURN server on UDP and TLS (off coturn's 3478 and 5349), and the
+/// Redis the nodes mesh through.
+pub const LIVEKIT_PORT: u16 = 7880;
+pub const LIVEKIT_RTC_TCP_PORT: u16 = 7881;
+pub const LIVEKIT_RTC_UDP_PORT: u16 = 7882;
+pub const LIVEKIT_TURN_UDP_PORT: u16 = 3479;
+pub const LIVEKIT_TURN_TLS_PORT: u16 = 5350;
+pub const LIVEKIT_REDIS_PORT: u16 = 6379;
+/// The path of the Matrix name under which clients reach LiveKit (MDAD's own path for its
+/// LiveKit server, so clients see the layout they would with MDAD's).
+pub const LIVEKIT_PATH: &str = "/livekit-server";
 /// The region MinIO answers to unless configured otherwise.
 pub const MINIO_REGION: &str = "us-east-1";
 /// The age of the newest backup past which the backup role's health check fails the run:
@@ -265,6 +289,16 @@ impl PlannedSite {
         uris
     }
 
+    /// The WebSocket URL LiveKit is reached at, which MDAD's LiveKit JWT service hands to
+    /// clients; None when the site has no LiveKit node.
+    pub fn livekit_url(&self) -> Option<String> {
+        self.ip.hosts_of(Role::Livekit).next()?;
+        Some(format!(
+            "wss://matrix.{}{LIVEKIT_PATH}",
+            self.topology.domain
+        ))
+    }
+
     /// `site_*` facts, set on the site's parent group.
     pub fn site_vars(&self) -> Vars<'_> {
         let t = &self.topology;
@@ -285,6 +319,9 @@ impl PlannedSite {
         v.insert("site_federation_enabled", json!(t.federation));
         v.insert("site_servers_total", json!(t.total_servers()));
         v.insert("site_turn_uris", Val::Strings(self.turn_uris()));
+        if let Some(url) = self.livekit_url() {
+            v.insert("site_livekit_url", json!(url));
+        }
         v.insert("site_serve_base_domain", json!(t.serve_base_domain));
         v.insert(
             "site_admin_networks",
@@ -504,6 +541,21 @@ impl PlannedSite {
                 v.insert("minio_root_password", vault("vault_minio_root_password"));
                 v.insert("minio_synapse_bucket", json!(self.topology.media_bucket));
             }
+            "livekit" => {
+                // One Redis for the whole mesh, on the first LiveKit node: LiveKit's `redis:`
+                // block names one address. The secrets come from the vault through the role's
+                // defaults.
+                if let Some(first) = self.ip.hosts_of(Role::Livekit).next() {
+                    v.insert("livekit_sfu_redis_host", json!(first.address_text.clone()));
+                }
+                v.insert("livekit_sfu_redis_port", json!(LIVEKIT_REDIS_PORT));
+                v.insert("livekit_sfu_port", json!(LIVEKIT_PORT));
+                v.insert("livekit_sfu_rtc_tcp_port", json!(LIVEKIT_RTC_TCP_PORT));
+                v.insert("livekit_sfu_rtc_udp_port", json!(LIVEKIT_RTC_UDP_PORT));
+                v.insert("livekit_sfu_turn_udp_port", json!(LIVEKIT_TURN_UDP_PORT));
+                v.insert("livekit_sfu_turn_tls_port", json!(LIVEKIT_TURN_TLS_PORT));
+                v.insert("livekit_sfu_turn_domain", json!(self.topology.domain));
+            }
             _ => {}
         }
         v
@@ -547,6 +599,7 @@ impl PlannedSite {
                 v.insert("keepalived_unicast_peers", Val::Strs(peers));
             }
             Role::Synapse => v.0.extend(self.mdad_vars(h.address).0),
+            Role::Livekit => v.insert("livekit_sfu_node_ip", json!(h.address_text.clone())),
             _ => {}
         }
         v.checked()
@@ -697,6 +750,29 @@ impl PlannedSite {
             "matrix_synapse_turn_shared_secret",
             vault("vault_turn_shared_secret"),
         );
+
+        // External LiveKit: our livekit group, never MDAD's LiveKit server. MDAD turns its JWT
+        // service on only together with its own LiveKit server (`matrix_rtc_enabled and
+        // livekit_server_enabled`), so the site's `matrix_rtc` turns both the RTC stack and the
+        // JWT service on, and the JWT service gets our LiveKit's URL and API key; Element Call
+        // and Synapse's RTC transports point at the JWT service as MDAD wires them.
+        if let Some(url) = self.livekit_url() {
+            v.insert("livekit_server_enabled", json!(false));
+            v.insert("matrix_rtc_enabled", json!(t.matrix_rtc));
+            v.insert("matrix_livekit_jwt_service_enabled", json!(t.matrix_rtc));
+            v.insert(
+                "matrix_livekit_jwt_service_environment_variable_livekit_url",
+                json!(url),
+            );
+            v.insert(
+                "matrix_livekit_jwt_service_environment_variable_livekit_key",
+                vault("vault_livekit_api_key"),
+            );
+            v.insert(
+                "matrix_livekit_jwt_service_environment_variable_livekit_secret",
+                vault("vault_livekit_api_secret"),
+            );
+        }
         v
     }
 }
@@ -879,5 +955,49 @@ mod tests {
             .to_json()
             .get("backup_stanza")
             .is_none());
+    }
+
+    #[test]
+    fn livekit_meshes_through_one_redis_and_mdad_uses_it_not_its_own() {
+        let p = planned("scale: medium\n");
+        let nodes: Vec<_> = p.ip.hosts_of(Role::Livekit).cloned().collect();
+        assert_eq!(nodes.len(), 3);
+        let g = p.group_vars("livekit").to_json();
+        // One Redis, on the first node, for every node.
+        assert_eq!(g["livekit_sfu_redis_host"], json!(nodes[0].address_text));
+        assert_eq!(g["livekit_sfu_redis_port"], 6379);
+        assert_eq!(g["livekit_sfu_rtc_udp_port"], 7882);
+        assert_eq!(g["livekit_sfu_turn_udp_port"], 3479);
+        assert_eq!(g["livekit_sfu_turn_tls_port"], 5350);
+        for n in &nodes {
+            let h = p.host_vars(n).to_json();
+            assert_eq!(h["livekit_sfu_node_ip"], json!(n.address_text));
+        }
+        let url = "wss://matrix.chat.z3r0d3v.com/livekit-server";
+        assert_eq!(p.site_vars().to_json()["site_livekit_url"], url);
+        let v = p.mdad_vars(Ipv4Addr::new(10, 20, 0, 21)).to_json();
+        assert_eq!(v["livekit_server_enabled"], false);
+        assert_eq!(v["matrix_rtc_enabled"], false);
+        assert_eq!(v["matrix_livekit_jwt_service_enabled"], false);
+        let rtc = planned("scale: small\nmatrix_rtc: true\n");
+        let v = rtc.mdad_vars(Ipv4Addr::new(10, 20, 0, 21)).to_json();
+        assert_eq!(v["matrix_rtc_enabled"], true);
+        assert_eq!(v["matrix_livekit_jwt_service_enabled"], true);
+        assert_eq!(v["livekit_server_enabled"], false);
+        assert_eq!(
+            v["matrix_livekit_jwt_service_environment_variable_livekit_url"],
+            url
+        );
+        assert_eq!(
+            v["matrix_livekit_jwt_service_environment_variable_livekit_key"],
+            "{{ vault_livekit_api_key }}"
+        );
+        assert_eq!(
+            v["matrix_livekit_jwt_service_environment_variable_livekit_secret"],
+            "{{ vault_livekit_api_secret }}"
+        );
+        assert!(p.site_vars().to_json()["site_vault_variables"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("vault_livekit_redis_password"))));
     }
 }

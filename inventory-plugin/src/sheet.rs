@@ -6,9 +6,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::planned::{
-    PlannedSite, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MINIO_API_PORT, PATRONI_RESTAPI_PORT,
-    PGBOUNCER_PORT, POSTGRES_PORT, SYNAPSE_CLIENT_PORT, SYNAPSE_FEDERATION_PORT,
-    SYNAPSE_METRICS_PORT,
+    PlannedSite, ETCD_CLIENT_PORT, ETCD_PEER_PORT, LIVEKIT_PORT, LIVEKIT_REDIS_PORT,
+    LIVEKIT_RTC_TCP_PORT, LIVEKIT_RTC_UDP_PORT, LIVEKIT_TURN_TLS_PORT, LIVEKIT_TURN_UDP_PORT,
+    MINIO_API_PORT, PATRONI_RESTAPI_PORT, PGBOUNCER_PORT, POSTGRES_PORT, SYNAPSE_CLIENT_PORT,
+    SYNAPSE_FEDERATION_PORT, SYNAPSE_METRICS_PORT,
 };
 use crate::topology::Role;
 
@@ -159,34 +160,46 @@ pub fn ports(role: Role) -> Vec<Port> {
         ],
         Role::Livekit => vec![
             p(
-                7880,
+                LIVEKIT_PORT,
                 "tcp",
                 "haproxy",
                 "design",
                 "LiveKit API and WebSocket",
             ),
             p(
-                7881,
+                LIVEKIT_RTC_TCP_PORT,
                 "tcp",
                 "internet",
                 "design",
                 "WebRTC over TCP (ICE-TCP)",
             ),
             p(
-                7882,
+                LIVEKIT_RTC_UDP_PORT,
                 "udp",
                 "internet",
                 "design",
                 "WebRTC over UDP (single muxed port)",
             ),
-            p(3479, "udp", "internet", "design", "LiveKit TURN/UDP"),
-            p(5350, "tcp", "internet", "design", "LiveKit TURN/TLS"),
             p(
-                6379,
+                LIVEKIT_TURN_UDP_PORT,
+                "udp",
+                "internet",
+                "design",
+                "LiveKit TURN/UDP",
+            ),
+            p(
+                LIVEKIT_TURN_TLS_PORT,
+                "tcp",
+                "internet",
+                "design",
+                "LiveKit TURN/TLS",
+            ),
+            p(
+                LIVEKIT_REDIS_PORT,
                 "tcp",
                 "livekit",
                 "chain",
-                "Redis shared by the LiveKit nodes",
+                "Redis shared by the LiveKit nodes (on the first node)",
             ),
         ],
         Role::Monitoring => vec![

@@ -47,6 +47,9 @@ pub struct SiteFile {
     /// (the base domain points at the VIP); default true. False when the operator's web site
     /// lives on the base domain elsewhere: `plan` then prints what that web server must serve.
     pub serve_base_domain: Option<bool>,
+    /// MDAD's Matrix RTC stack (`matrix_rtc_enabled`, what Element Call needs): its LiveKit JWT
+    /// service, pointed at the site's LiveKit nodes; default false.
+    pub matrix_rtc: Option<bool>,
     /// The MinIO bucket Synapse stores media in; default `synapse-media`.
     pub media_bucket: Option<String>,
     /// The registry the Synapse host's Docker pulls MDAD's Synapse image from, `host:port`;

@@ -44,6 +44,8 @@ pub struct Topology {
     pub federation: bool,
     /// HAProxy serves the base domain's `/.well-known/matrix/*` (site key `serve_base_domain`).
     pub serve_base_domain: bool,
+    /// MDAD's Matrix RTC stack with its LiveKit JWT service on (site key `matrix_rtc`).
+    pub matrix_rtc: bool,
     pub media_bucket: String,
     /// `host:port` of the registry MDAD's Synapse image is pulled from.
     pub image_registry: String,
@@ -231,6 +233,7 @@ impl Topology {
             name_pattern,
             federation: site.federation.unwrap_or(true),
             serve_base_domain: site.serve_base_domain.unwrap_or(true),
+            matrix_rtc: site.matrix_rtc.unwrap_or(false),
             media_bucket,
             image_registry,
         })

@@ -410,7 +410,7 @@ impl FailsWith for Command {
 // Variable names: MDAD's current names only, never a forbidden one, ours prefixed.
 
 /// Our own prefixes: site-wide facts and our roles.
-const OUR_PREFIXES: [&str; 10] = [
+const OUR_PREFIXES: [&str; 11] = [
     "site_",
     "backup_",
     "etc_hosts_",
@@ -420,6 +420,7 @@ const OUR_PREFIXES: [&str; 10] = [
     "haproxy_",
     "keepalived_",
     "minio_",
+    "livekit_sfu_",
     "ansible_",
 ];
 

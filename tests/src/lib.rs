@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 /// The secrets an operator's vault gives the site (the inventory only refers to them as
 /// `{{ vault_... }}`; the inventory README's "Vault variables" names each).
-pub const VAULT_SECRETS: [&str; 12] = [
+pub const VAULT_SECRETS: [&str; 15] = [
     "vault_matrix_homeserver_generic_secret_key",
     "vault_synapse_db_password",
     "vault_patroni_superuser_password",
@@ -29,6 +29,9 @@ pub const VAULT_SECRETS: [&str; 12] = [
     "vault_minio_synapse_secret_key",
     "vault_keepalived_auth_pass",
     "vault_pgbouncer_admin_password",
+    "vault_livekit_api_key",
+    "vault_livekit_api_secret",
+    "vault_livekit_redis_password",
 ];
 
 /// The repository root.

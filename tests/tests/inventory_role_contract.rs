@@ -23,7 +23,7 @@ const SCALES: [&str; 3] = ["small", "medium", "large"];
 
 /// Which role runs on which hosts: the plays of `playbooks/site.yml` (checked against that file
 /// by `the_role_table_matches_site_yml`).
-const PLAYS: [(&str, &str); 10] = [
+const PLAYS: [(&str, &str); 11] = [
     ("etc_hosts", "all"),
     ("etcd", "etcd"),
     ("patroni", "patroni"),
@@ -33,6 +33,7 @@ const PLAYS: [(&str, &str); 10] = [
     ("minio", "minio"),
     ("container_host", "matrix_servers"),
     ("turnserver", "coturn"),
+    ("livekit_sfu", "livekit"),
     ("backup", "backup:patroni:matrix_servers"),
 ];
 

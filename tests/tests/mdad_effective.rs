@@ -62,15 +62,19 @@ struct Effective {
     homeserver: Value,
     workers: Vec<Value>,
     services: Vec<String>,
+    livekit: Value,
     vault: BTreeMap<String, String>,
     list: Value,
     synapse: Value,
 }
 
 fn run(scale: &str, extra: &[&str]) -> Result<Effective, String> {
+    run_site(&site(scale), extra)
+}
+
+fn run_site(site: &Path, extra: &[&str]) -> Result<Effective, String> {
     let mdad = mdad_dir();
-    let site = site(scale);
-    let list = matrix_inventory(&site, &["--list"]);
+    let list = matrix_inventory(site, &["--list"]);
     let ansible = Ansible::new();
     let inv = ansible.path("inventory");
     std::fs::create_dir_all(inv.join("group_vars")).unwrap();
@@ -119,7 +123,7 @@ fn run(scale: &str, extra: &[&str]) -> Result<Effective, String> {
 
     let out = ansible
         .command("ansible-playbook")
-        .env("MATRIX_HA_SITE", &site)
+        .env("MATRIX_HA_SITE", site)
         .env("ANSIBLE_ROLES_PATH", mdad.join("roles"))
         .arg("-i")
         .arg(&inv)
@@ -172,10 +176,51 @@ fn run(scale: &str, extra: &[&str]) -> Result<Effective, String> {
             .flatten()
             .filter_map(|s| s.as_str().map(str::to_string))
             .collect(),
+        livekit: doc["livekit"].clone(),
         vault,
         list,
         synapse,
     })
+}
+
+/// A variable of the site's parent group (`site_*`).
+fn site_var<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_object()
+        .and_then(|groups| {
+            groups
+                .values()
+                .map(|g| &g["vars"][name])
+                .find(|v| !v.is_null())
+        })
+        .unwrap_or_else(|| panic!("the inventory has no {name}"))
+}
+
+/// MDAD's LiveKit JWT service is given our LiveKit (its URL and the vault's API key and
+/// secret), and MDAD's own LiveKit server stays off.
+fn assert_points_at_our_livekit(e: &Effective, scale: &str) {
+    let lk = &e.livekit;
+    let url = site_var(&e.list, "site_livekit_url");
+    assert!(
+        url.as_str().is_some_and(|u| u.starts_with("wss://matrix.")),
+        "{scale}: {url}"
+    );
+    assert_eq!(lk["server_enabled"], json!(false), "{scale}: {lk}");
+    assert_eq!(&lk["jwt_livekit_url"], url, "{scale}: {lk}");
+    assert_eq!(
+        lk["jwt_livekit_key"],
+        json!(e.vault["vault_livekit_api_key"]),
+        "{scale}"
+    );
+    assert_eq!(
+        lk["jwt_livekit_secret"],
+        json!(e.vault["vault_livekit_api_secret"]),
+        "{scale}"
+    );
+    assert!(
+        !e.services.iter().any(|s| s.contains("livekit-server")),
+        "{scale}: MDAD would start its own LiveKit server: {:?}",
+        e.services
+    );
 }
 
 /// The inventory's worker count variables, by MDAD's worker type names.
@@ -267,6 +312,11 @@ fn mdad_accepts_the_inventory_and_uses_its_values_at_every_scale() {
             "{scale}"
         );
 
+        // LiveKit: ours, for the JWT service; MDAD's off. Without Element Call or the Matrix
+        // RTC stack the JWT service is off too (below: the services MDAD would start).
+        assert_points_at_our_livekit(&e, scale);
+        assert_eq!(e.livekit["jwt_service_enabled"], json!(false), "{scale}");
+
         // The listeners HAProxy feeds take the client's address from X-Forwarded-For.
         let listener = |port: u64| {
             h["listeners"]
@@ -333,6 +383,42 @@ fn mdad_accepts_the_inventory_and_uses_its_values_at_every_scale() {
             e.services.len()
         );
     }
+}
+
+#[test]
+fn with_element_call_mdad_uses_our_livekit_and_not_its_own() {
+    // The site's matrix_rtc turns MDAD's Matrix RTC stack on, which would bring MDAD's own
+    // LiveKit server; the inventory keeps it off and gives the JWT service ours. Element Call
+    // (the operator's own variable) then asks that JWT service.
+    let dir = tempfile::tempdir().unwrap();
+    let rtc_site = dir.path().join("site.yml");
+    let text = std::fs::read_to_string(site("small")).unwrap();
+    std::fs::write(
+        &rtc_site,
+        format!("{}\nmatrix_rtc: true\n", text.trim_end()),
+    )
+    .unwrap();
+    let e = run_site(
+        &rtc_site,
+        &["-e", r#"{"matrix_element_call_enabled": true}"#],
+    )
+    .unwrap_or_else(|text| panic!("MDAD refused Element Call with our LiveKit:\n{text}"));
+    let lk = &e.livekit;
+    assert_points_at_our_livekit(&e, "small");
+    assert_eq!(lk["jwt_service_enabled"], json!(true), "{lk}");
+    assert!(
+        e.services
+            .iter()
+            .any(|s| s == "matrix-livekit-jwt-service.service"),
+        "{:?}",
+        e.services
+    );
+    let jwt = lk["jwt_service_public_url"].as_str().expect("a URL");
+    assert!(jwt.starts_with("https://matrix."), "{lk}");
+    // Element Call and Synapse's RTC transports ask the JWT service, which hands out ours.
+    assert_eq!(lk["element_call_enabled"], json!(true), "{lk}");
+    assert_eq!(lk["element_call_livekit_service_url"], json!(jwt), "{lk}");
+    assert_eq!(lk["synapse_rtc_transports_livekit_url"], json!(jwt), "{lk}");
 }
 
 #[test]

@@ -473,17 +473,38 @@ fn calls_scenario_relays_with_secret_derived_credentials_only_to_allowed_peers()
     assert!(root().join("molecule/calls/molecule.yml").exists());
     let output = plain(&molecule_test("calls"));
     assert_steps_succeeded(&output, &["converge", "idempotence", "check", "verify"]);
-    // Converge touches the two TURN nodes only; the LiveKit stand-in is prepared, not converged.
+    // Converge: the two TURN nodes and the two LiveKit nodes (the first also the TURN checks'
+    // client and peer).
     let converge = recap_of(&output, "converge");
-    assert_eq!(converge.len(), 2, "{converge:?}");
-    assert_check_quiet(&output, 2);
-    // Two nodes × (UDP, TLS) relays, two refused allocations, two refused peers.
+    assert_eq!(converge.len(), 4, "{converge:?}");
+    assert_check_quiet(&output, 4);
+    // Two nodes × (UDP, TLS) relays, two refused allocations, two refused peers; then Redis and
+    // the rendered LiveKit configuration from both LiveKit nodes.
     let verify = recap_of(&output, "verify");
-    assert_eq!(verify.len(), 1, "{verify:?}");
-    assert!(verify[0].contains("failed=0"), "{verify:?}");
+    assert_eq!(verify.len(), 2, "{verify:?}");
+    assert!(verify.iter().all(|l| l.contains("failed=0")), "{verify:?}");
     assert!(
         output.contains("Relay to the allowed peer through each node, over UDP and over TLS"),
         "the relay checks ran"
+    );
+    // Molecule wraps long lines: compare the words.
+    let words: String = output
+        .lines()
+        .map(|l| l.trim_start_matches(|c: char| c.is_whitespace() || c == '│'))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        words.contains("Redis answers an authenticated PING from every LiveKit node")
+            && words.contains("livekit.yaml of each node has the documented keys and values"),
+        "the LiveKit checks ran"
+    );
+    // Without a LiveKit binary the run says so, naming the options that give one.
+    assert!(
+        words.contains(
+            "The LiveKit server binary was not given (livekit_sfu_binary_src or livekit_sfu_binary_url)"
+        ),
+        "the converge said that no LiveKit binary was given"
     );
 }
 
