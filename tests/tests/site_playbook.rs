@@ -61,7 +61,7 @@ fn list_tasks(mdad: Option<&Path>) -> String {
     run("--list-tasks")
 }
 
-const OUR_PLAYS: [&str; 10] = [
+const OUR_PLAYS: [&str; 11] = [
     "Check the site before any host changes",
     "Intranet host map",
     "The etcd cluster Patroni keeps its leader lock in",
@@ -72,6 +72,7 @@ const OUR_PLAYS: [&str; 10] = [
     "MinIO, the media store",
     "Docker and the image registry MDAD's containers come from",
     "TURN for calls, coturn (Synapse gets these servers through MDAD's external-TURN variables)",
+    "LiveKit for calls, meshed through one Redis (MDAD's LiveKit JWT service is pointed at it)",
 ];
 
 /// site.yml's last play, after MDAD's.
@@ -86,13 +87,13 @@ fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
     );
     let listing = list_tasks(None);
     let plays = plays(&listing);
-    assert_eq!(&plays[..10], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..11], &OUR_PLAYS, "{listing}");
     assert_eq!(
-        plays[10], "Matrix, by matrix-docker-ansible-deploy (not found)",
+        plays[11], "Matrix, by matrix-docker-ansible-deploy (not found)",
         "{listing}"
     );
-    assert_eq!(plays[11], BACKUP_PLAY, "{listing}");
-    assert_eq!(plays.len(), 12);
+    assert_eq!(plays[12], BACKUP_PLAY, "{listing}");
+    assert_eq!(plays.len(), 13);
     // Each play lists its role's tasks for the inventory's groups.
     for task in [
         "z3r0d3v.matrix_ha.etcd : Wait until this member is healthy",
@@ -100,6 +101,7 @@ fn without_mdad_our_plays_run_and_the_last_says_how_to_add_it() {
         "z3r0d3v.matrix_ha.pgbouncer : Size and write PgBouncer's configuration",
         "z3r0d3v.matrix_ha.haproxy : Write HAProxy's configuration (checked with haproxy -c first)",
         "z3r0d3v.matrix_ha.keepalived : Write keepalived's configuration",
+        "z3r0d3v.matrix_ha.livekit_sfu : Write livekit.yaml",
         "Say how to add matrix-docker-ansible-deploy",
         "z3r0d3v.matrix_ha.backup : Report the backups and check the newest is recent",
     ] {
@@ -112,12 +114,12 @@ fn with_an_mdad_checkout_its_setup_follows_our_plays() {
     let mdad = mdad_dir();
     let listing = list_tasks(Some(&mdad));
     let plays = plays(&listing);
-    assert_eq!(&plays[..10], &OUR_PLAYS, "{listing}");
+    assert_eq!(&plays[..11], &OUR_PLAYS, "{listing}");
     assert!(
-        plays[10..].iter().any(|p| p == "Set up a Matrix server"),
+        plays[11..].iter().any(|p| p == "Set up a Matrix server"),
         "{plays:?}"
     );
-    assert!(listing.contains("play #11 (matrix_servers)"), "{listing}");
+    assert!(listing.contains("play #12 (matrix_servers)"), "{listing}");
     // The backup tier comes last: it pulls the files MDAD has written.
     assert_eq!(
         plays.last().map(String::as_str),
