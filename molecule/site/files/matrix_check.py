@@ -105,6 +105,15 @@ def drill(directory, seconds):
     figures = {"acknowledged": 0, "failed": 0, "server_errors": 0, "rate_limited": 0,
                "longest_stall_s": 0.0, "errors": {}}
     acked = []
+
+    def failed(kind, text, last_ok):
+        """Counts a failed send by its kind, shows it in DIR/status, and waits before the retry."""
+        figures["failed"] += 1
+        figures["last_error"] = text
+        figures["errors"][kind] = figures["errors"].get(kind, 0) + 1
+        write_json(os.path.join(directory, "status"), dict(figures, last_ok=last_ok))
+        time.sleep(0.2)
+
     started = time.time()
     last_ok = started
     i = 0
@@ -117,22 +126,13 @@ def drill(directory, seconds):
                 figures["rate_limited"] += 1
                 time.sleep(1)
                 continue
-            figures["failed"] += 1
             figures["server_errors"] += e.code >= 500
-            figures["last_error"] = f"HTTP {e.code}"
-            figures["errors"][str(e.code)] = figures["errors"].get(str(e.code), 0) + 1
-            write_json(os.path.join(directory, "status"), dict(figures, last_ok=last_ok))
-            time.sleep(0.2)
+            failed(str(e.code), f"HTTP {e.code}", last_ok)
             continue
         except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
             # A connection cut mid-answer (IncompleteRead), a timeout, an answer that is not
             # the event: counted and retried, never the end of the writer.
-            figures["failed"] += 1
-            figures["last_error"] = f"{type(e).__name__}: {e}"[:200]
-            kind = type(getattr(e, "reason", None) or e).__name__
-            figures["errors"][kind] = figures["errors"].get(kind, 0) + 1
-            write_json(os.path.join(directory, "status"), dict(figures, last_ok=last_ok))
-            time.sleep(0.2)
+            failed(type(getattr(e, "reason", None) or e).__name__, f"{type(e).__name__}: {e}"[:200], last_ok)
             continue
         now = time.time()
         figures["longest_stall_s"] = round(max(figures["longest_stall_s"], now - last_ok), 2)
